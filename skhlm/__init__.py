@@ -1,0 +1,11 @@
+"""skhlm: hierarchical linear (random intercept) models for scikit-learn.
+
+The model ``y_ij = x_ij' beta + u_j + e_ij`` fitted by EM on sufficient statistics,
+with REML and ML numbers equal to lme4's.
+"""
+
+from ._regressor import RandomInterceptRegressor
+
+__version__ = "0.1.0.dev0"
+
+__all__ = ["RandomInterceptRegressor", "__version__"]

@@ -1,0 +1,267 @@
+"""EM for the random intercept model, on sufficient statistics.
+
+The random intercepts u_j are the missing data.  Each update costs O(G p^2): it
+touches the group sums, never the rows (MODEL.md, "EM").  ML estimates
+(beta, s2u, s2e); REML (Laird, Lange & Stram 1987) integrates beta out and estimates
+(s2u, s2e), beta being the GLS estimate at the current variances.
+
+The parameter vector is ``theta = (beta_0, ..., beta_{p-1}, s2u, s2e)`` for both
+methods, so that convergence is judged on all parameters.  The REML update reads only
+the variances of its input and returns the GLS beta of its input alongside the new
+variances; at the fixed point that is the REML beta.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import linalg
+
+from . import _objective as obj
+
+
+@dataclass(frozen=True)
+class EMResult:
+    """What the solver returns, in the units of the statistics it was given."""
+
+    beta: np.ndarray
+    s2u: float
+    s2e: float
+    n_iter: int
+    converged: bool
+    boundary: bool
+    log_likelihood_history: np.ndarray
+
+
+def split(theta):
+    return theta[:-2], theta[-2], theta[-1]
+
+
+def e_step(stats, beta, s2u, s2e):
+    """Posterior mean and variance of each u_j given y, at fixed beta.
+
+    u_hat_j = s2u r_j / d_j and v_j = s2u s2e / d_j, with d_j = s2e + n_j s2u.
+    """
+    d = s2e + stats.group_sizes * s2u
+    r = obj.group_residual_sums(stats, beta)
+    return s2u * r / d, s2u * s2e / d
+
+
+def m_step_ml(stats, u_hat, v, xtx_factor):
+    """Maximize the expected complete-data ML log-likelihood given the E-step.
+
+    beta solves X'X beta = X'y - sum_j s_j u_hat_j; then
+    s2e = E[sum (y - X beta - u_j)^2] / n and s2u = E[sum u_j^2] / G.
+    """
+    beta = linalg.cho_solve(xtx_factor, stats.xty - stats.group_xsum.T @ u_hat)
+    r = obj.group_residual_sums(stats, beta)
+    eu2 = u_hat**2 + v
+    s2e = (obj.ols_rss(stats, beta) - 2.0 * u_hat @ r + stats.group_sizes @ eu2) / stats.n_obs
+    s2u = eu2.sum() / stats.n_groups
+    return beta, s2u, s2e
+
+
+def reml_e_step(stats, s2u, s2e):
+    """REML E-step: moments of u and e given y, with beta integrated out.
+
+    Returns the GLS beta, the posterior means u_hat, the posterior variances
+    v_j = s2u - s2u^2 (Z'PZ)_jj, and E[e'e | y] = e_hat'e_hat + n s2e - s2e^2 tr(P).
+    """
+    lam = s2u / s2e
+    n_j, gx = stats.group_sizes, stats.group_xsum
+    beta, factor = obj.gls_beta(stats, lam)
+    a_inv = s2e * linalg.cho_solve(factor, np.eye(stats.n_params))  # (X'V^-1 X)^-1
+    d = s2e + n_j * s2u
+    r = obj.group_residual_sums(stats, beta)
+    u_hat = s2u * r / d
+
+    b = gx / d[:, None]  # rows of X'V^-1 Z
+    zpz = n_j / d - np.einsum("ij,jk,ik->i", b, a_inv, b)
+    v = s2u - s2u**2 * zpz
+
+    c = obj.shrinkage_weights(stats, lam)
+    xv2x = (stats.xtx - gx.T @ ((2.0 * c - n_j * c**2)[:, None] * gx)) / s2e**2
+    tr_p = (n_j * (1.0 - c)).sum() / s2e - np.einsum("ij,ji->", a_inv, xv2x)
+    e_hat_sq = obj.ols_rss(stats, beta) - 2.0 * u_hat @ r + n_j @ u_hat**2
+    expected_ee = e_hat_sq + stats.n_obs * s2e - s2e**2 * tr_p
+    return beta, u_hat, v, expected_ee
+
+
+def m_step_reml(stats, u_hat, v, expected_ee):
+    """REML M-step: s2u = E[sum u_j^2] / G, s2e = E[e'e] / n."""
+    return (u_hat**2 + v).sum() / stats.n_groups, expected_ee / stats.n_obs
+
+
+def ml_update(stats, theta, xtx_factor):
+    """One ML EM update of theta = (beta, s2u, s2e)."""
+    beta, s2u, s2e = split(theta)
+    u_hat, v = e_step(stats, beta, s2u, s2e)
+    beta, s2u, s2e = m_step_ml(stats, u_hat, v, xtx_factor)
+    return np.concatenate([beta, [s2u, s2e]])
+
+
+def reml_update(stats, theta):
+    """One REML EM update; the beta part of theta is ignored on input."""
+    _, s2u, s2e = split(theta)
+    beta, u_hat, v, expected_ee = reml_e_step(stats, s2u, s2e)
+    s2u, s2e = m_step_reml(stats, u_hat, v, expected_ee)
+    return np.concatenate([beta, [s2u, s2e]])
+
+
+def log_likelihood(stats, theta, method):
+    """The objective EM increases: the ML or the REML log-likelihood at theta."""
+    beta, s2u, s2e = split(theta)
+    if method == "ml":
+        return obj.ml_log_likelihood(stats, beta, s2u, s2e)
+    return obj.reml_log_likelihood(stats, s2u, s2e)
+
+
+def moment_start(stats, method):
+    """Starting values from moments, as lme4 starts: OLS beta, then the within-group
+    residual variance for s2e and the excess variance of the group mean residuals
+    for s2u (floored, since EM cannot leave s2u = 0)."""
+    beta, _ = obj.gls_beta(stats, 0.0)
+    n, n_groups, n_j = stats.n_obs, stats.n_groups, stats.group_sizes
+    r = obj.group_residual_sums(stats, beta)
+    rss = obj.ols_rss(stats, beta)
+    within = max(rss - (r**2 / n_j).sum(), 0.0)
+    s2e = within / (n - n_groups) if n > n_groups and within > 0 else rss / n
+    means = r / n_j
+    between = means.var(ddof=1) if n_groups > 1 else 0.0
+    s2u = max(between - s2e * np.mean(1.0 / n_j), 0.1 * s2e)
+    return np.concatenate([beta, [s2u, s2e]])
+
+
+def parameter_change(step, theta):
+    """The convergence measure: the largest change of any parameter in one update.
+
+    Absolute for beta (the statistics are standardized, so beta is in units of
+    standard deviations) and relative for the variances, which can be far below 1.
+    """
+    beta_change = np.max(np.abs(step[:-2]), initial=0.0)
+    return max(beta_change, np.max(np.abs(step[-2:]) / theta[-2:]))
+
+
+def _feasible(theta):
+    return np.all(np.isfinite(theta)) and theta[-2] > 0 and theta[-1] > 0
+
+
+def squarem_step(update, objective, theta, current):
+    """One safeguarded SQUAREM cycle (Varadhan & Roland 2008, scheme S3).
+
+    Extrapolates along two EM updates and stabilizes with a third.  The step length
+    is halved toward the plain double update when the extrapolation leaves the
+    parameter space or lowers the objective, so the objective never decreases.
+    Returns the new theta, its objective, the plain EM step (for the convergence
+    test) and the number of EM updates spent.
+    """
+    theta1 = update(theta)
+    theta2 = update(theta1)
+    r = theta1 - theta
+    v = theta2 - theta1 - r
+    n_updates = 2
+    vv = v @ v
+    alpha = -np.sqrt((r @ r) / vv) if vv > 0 else -1.0
+    while alpha < -1.0:
+        candidate = theta - 2.0 * alpha * r + alpha**2 * v
+        if _feasible(candidate):
+            candidate = update(candidate)
+            n_updates += 1
+            if _feasible(candidate):
+                value = objective(candidate)
+                if value >= current:
+                    return candidate, value, r, n_updates
+        alpha = 0.5 * (alpha - 1.0)
+        if alpha > -1.01:
+            break
+    return theta2, objective(theta2), r, n_updates
+
+
+def fit(stats, method, *, max_iter=100, tol=1e-8, accelerate=True, verbose=0):
+    """Fit the model by EM from moment starting values.
+
+    Parameters
+    ----------
+    stats : SufficientStats
+    method : {"reml", "ml"}
+    max_iter : int
+        The most iterations; an accelerated iteration spends at most a few EM
+        updates.
+    tol : float
+        Converged when no parameter changes by more than ``tol`` in one EM update,
+        as measured by :func:`parameter_change`.
+    accelerate : bool
+        SQUAREM (True) or plain EM (False).
+
+    Returns
+    -------
+    EMResult
+    """
+    if obj.boundary_slope(stats, method) >= 0:
+        return boundary_fit(stats, method)
+
+    if method == "ml":
+        xtx_factor = linalg.cho_factor(stats.xtx)
+
+        def update(theta):
+            return ml_update(stats, theta, xtx_factor)
+
+    else:
+
+        def update(theta):
+            return reml_update(stats, theta)
+
+    def objective(theta):
+        return log_likelihood(stats, theta, method)
+
+    theta = moment_start(stats, method)
+    if method == "reml":
+        theta[:-2] = obj.gls_beta(stats, theta[-2] / theta[-1])[0]
+    current = objective(theta)
+    history = [current]
+    converged = False
+    n_iter = 0
+    while n_iter < max_iter:
+        n_iter += 1
+        if accelerate:
+            theta, current, step, _ = squarem_step(update, objective, theta, current)
+        else:
+            new = update(theta)
+            step = new - theta
+            theta, current = new, objective(new)
+        history.append(current)
+        change = parameter_change(step, theta)
+        if verbose:
+            print(f"EM iteration {n_iter:4d}  log-likelihood {current:.10f}  change {change:.3e}")
+        if change <= tol:
+            converged = True
+            break
+
+    beta, s2u, s2e = split(theta)
+    if method == "reml":
+        beta = obj.gls_beta(stats, s2u / s2e)[0]
+    return EMResult(
+        beta=beta,
+        s2u=float(s2u),
+        s2e=float(s2e),
+        n_iter=n_iter,
+        converged=converged,
+        boundary=False,
+        log_likelihood_history=np.asarray(history),
+    )
+
+
+def boundary_fit(stats, method):
+    """The fit at s2u = 0 exactly: OLS beta, s2e = rss / n (ML) or rss / (n - p)."""
+    beta, _ = obj.gls_beta(stats, 0.0)
+    s2e = obj.profiled_s2e(stats, 0.0, method)
+    theta = np.concatenate([beta, [0.0, s2e]])
+    value = log_likelihood(stats, theta, method)
+    return EMResult(
+        beta=beta,
+        s2u=0.0,
+        s2e=float(s2e),
+        n_iter=0,
+        converged=True,
+        boundary=True,
+        log_likelihood_history=np.array([value]),
+    )

@@ -1,0 +1,127 @@
+"""The likelihood of the random intercept model, on sufficient statistics.
+
+Every function here is pure and costs O(G p^2) or less.  Criteria are minus twice
+the log-likelihood with lme4's constants (MODEL.md, "Sufficient statistics"), in the
+units of the statistics they are given.  lambda = s2u / s2e throughout.
+"""
+
+import numpy as np
+from scipy import linalg
+
+LOG_2PI = np.log(2.0 * np.pi)
+
+
+def shrinkage_weights(stats, lam):
+    """c_j = lambda / (1 + n_j lambda): V_j^-1 = (I - c_j 1 1') / s2e."""
+    return lam / (1.0 + stats.group_sizes * lam)
+
+
+def gls_system(stats, lam):
+    """A(lambda) = s2e X'V^-1 X and b(lambda) = s2e X'V^-1 y."""
+    c = shrinkage_weights(stats, lam)
+    gx = stats.group_xsum
+    a = stats.xtx - gx.T @ (c[:, None] * gx)
+    b = stats.xty - gx.T @ (c * stats.group_ysum)
+    return a, b
+
+
+def group_residual_sums(stats, beta):
+    """r_j(beta) = t_j - s_j' beta: the sum of a group's marginal residuals."""
+    return stats.group_ysum - stats.group_xsum @ beta
+
+
+def ols_rss(stats, beta):
+    """sum_ij (y_ij - x_ij' beta)^2 from the cross-products."""
+    return stats.yty - 2.0 * beta @ stats.xty + beta @ stats.xtx @ beta
+
+
+def penalized_rss(stats, beta, lam):
+    """(y - X beta)' V^-1 (y - X beta) * s2e = rss_ols - sum_j c_j r_j^2."""
+    r = group_residual_sums(stats, beta)
+    return ols_rss(stats, beta) - shrinkage_weights(stats, lam) @ r**2
+
+
+def log_det_v_ratio(stats, lam):
+    """sum_j log(1 + n_j lambda) = log det V - n log s2e."""
+    return np.log1p(stats.group_sizes * lam).sum()
+
+
+def gls_beta(stats, lam):
+    """beta_hat(lambda) = A^-1 b and the Cholesky factor of A (for log det A)."""
+    a, b = gls_system(stats, lam)
+    factor = linalg.cho_factor(a)
+    return linalg.cho_solve(factor, b), factor
+
+
+def _log_det_from_cho(factor):
+    return 2.0 * np.log(np.diag(factor[0])).sum()
+
+
+def profiled_criterion(stats, lam, method):
+    """Minus twice the (REML or ML) log-likelihood, profiled over beta and s2e.
+
+    This is lme4's ``deviance`` (ML) or ``REMLcrit`` (REML) as a function of the
+    single variance ratio lambda; s2e is at its optimum rss/n or rss/(n - p).
+    """
+    beta, factor = gls_beta(stats, lam)
+    rss = penalized_rss(stats, beta, lam)
+    n = stats.n_obs
+    dof = n if method == "ml" else n - stats.n_params
+    crit = dof * (LOG_2PI + np.log(rss / dof) + 1.0) + log_det_v_ratio(stats, lam)
+    if method == "reml":
+        crit += _log_det_from_cho(factor)
+    return float(crit)
+
+
+def profiled_s2e(stats, lam, method):
+    """The s2e that maximizes the likelihood at a given lambda."""
+    beta, _ = gls_beta(stats, lam)
+    dof = stats.n_obs if method == "ml" else stats.n_obs - stats.n_params
+    return penalized_rss(stats, beta, lam) / dof
+
+
+def ml_log_likelihood(stats, beta, s2u, s2e):
+    """The ML log-likelihood at any (beta, s2u, s2e), not only at the optimum."""
+    lam = s2u / s2e
+    n = stats.n_obs
+    quad = penalized_rss(stats, beta, lam) / s2e
+    crit = n * (LOG_2PI + np.log(s2e)) + log_det_v_ratio(stats, lam) + quad
+    return float(-0.5 * crit)
+
+
+def reml_log_likelihood(stats, s2u, s2e):
+    """The REML log-likelihood at any (s2u, s2e), with beta integrated out.
+
+    log det(X'V^-1 X) = log det A - p log s2e.
+    """
+    lam = s2u / s2e
+    n, p = stats.n_obs, stats.n_params
+    beta, factor = gls_beta(stats, lam)
+    quad = penalized_rss(stats, beta, lam) / s2e
+    crit = (
+        (n - p) * LOG_2PI
+        + (n - p) * np.log(s2e)
+        + log_det_v_ratio(stats, lam)
+        + _log_det_from_cho(factor)
+        + quad
+    )
+    return float(-0.5 * crit)
+
+
+def boundary_slope(stats, method):
+    """d criterion / d lambda at lambda = 0 (at the OLS fit).
+
+    The optimum is on the boundary s2u = 0 when this is >= 0 (MODEL.md, EM
+    pitfalls).  By the envelope theorem d rss / d lambda = -sum_j r_j^2 at 0, and
+    d log det A / d lambda = -tr(X'X^-1 S'S), S the (G, p) group sums.
+    """
+    beta, factor = gls_beta(stats, 0.0)
+    r = group_residual_sums(stats, beta)
+    rss = ols_rss(stats, beta)
+    n = stats.n_obs
+    if method == "ml":
+        return float(n - n * (r @ r) / rss)
+    dof = n - stats.n_params
+    gx = stats.group_xsum
+    trace = np.einsum("ij,ji->", linalg.cho_solve(factor, gx.T), gx)
+    return float(n - trace - dof * (r @ r) / rss)
