@@ -156,7 +156,16 @@ class RandomInterceptRegressor(RegressorMixin, BaseEstimator):
         self : RandomInterceptRegressor
             The fitted estimator.
         """
-        X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], y_numeric=True)
+        # An intercept-only model (lmer(y ~ 1 + (1 | g))) has an X with no columns.
+        intercept_only = groups is not None and self.fit_intercept
+        X, y = validate_data(
+            self,
+            _no_columns_as_array(X),
+            y,
+            dtype=[np.float64, np.float32],
+            y_numeric=True,
+            ensure_min_features=0 if intercept_only else 1,
+        )
         n_samples = X.shape[0]
         if groups is None:
             warnings.warn(
@@ -233,13 +242,27 @@ class RandomInterceptRegressor(RegressorMixin, BaseEstimator):
         y_pred : ndarray of shape (n_samples,)
         """
         check_is_fitted(self)
-        X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
+        X = validate_data(
+            self,
+            _no_columns_as_array(X),
+            dtype=[np.float64, np.float32],
+            reset=False,
+            ensure_min_features=min(self.n_features_in_, 1),
+        )
         y_pred = X @ self.coef_ + self.intercept_
         if groups is not None and self.groups_.size:
             index = lookup_groups(groups, self.groups_, X.shape[0])
             seen = index >= 0
             y_pred[seen] += self.random_effects_[index[seen]]
         return y_pred
+
+
+def _no_columns_as_array(X):
+    """A DataFrame with no columns as an (n, 0) array, which validation accepts."""
+    shape = getattr(X, "shape", None)
+    if hasattr(X, "columns") and shape is not None and len(shape) == 2 and shape[1] == 0:
+        return np.empty((shape[0], 0))
+    return X
 
 
 def _check_group_count(n_groups, n_samples):

@@ -1,0 +1,181 @@
+"""The private numerics against dense formulas, closed forms and a 1-D optimizer."""
+
+import dense
+import numpy as np
+import pytest
+from scipy.optimize import minimize_scalar
+
+from skhlm import _em, _stats
+from skhlm import _objective as obj
+
+
+def simulate(seed=0, n_groups=12, low=2, high=9, s2u=0.7, s2e=1.3):
+    rng = np.random.default_rng(seed)
+    sizes = rng.integers(low, high, size=n_groups)
+    codes = np.repeat(np.arange(n_groups), sizes)
+    n = codes.size
+    x = np.column_stack([np.ones(n), rng.normal(size=n), rng.normal(size=n_groups)[codes]])
+    y = x @ [1.0, 0.5, -0.4] + rng.normal(scale=np.sqrt(s2u), size=n_groups)[codes]
+    y += rng.normal(scale=np.sqrt(s2e), size=n)
+    return x, y, codes
+
+
+@pytest.fixture(scope="module")
+def small():
+    x, y, codes = simulate()
+    return x, y, codes, dense.naive_stats(x, y, codes)
+
+
+@pytest.mark.parametrize("s2u, s2e", [(0.0, 1.0), (0.3, 1.1), (5.0, 0.2)])
+def test_ml_log_likelihood_equals_dense(small, s2u, s2e):
+    x, y, codes, stats = small
+    beta = np.array([0.9, 0.4, -0.2])
+    expected = dense.ml_log_likelihood(x, y, codes, beta, s2u, s2e)
+    assert obj.ml_log_likelihood(stats, beta, s2u, s2e) == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.parametrize("s2u, s2e", [(0.0, 1.0), (0.3, 1.1), (5.0, 0.2)])
+def test_reml_log_likelihood_equals_dense(small, s2u, s2e):
+    x, y, codes, stats = small
+    expected = dense.reml_log_likelihood(x, y, codes, s2u, s2e)
+    assert obj.reml_log_likelihood(stats, s2u, s2e) == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.parametrize("method", ["ml", "reml"])
+def test_profiled_criterion_is_the_maximum_over_s2e(small, method):
+    _, _, _, stats = small
+    lam = 0.4
+    s2e = obj.profiled_s2e(stats, lam, method)
+    beta = obj.gls_beta(stats, lam)[0]
+    if method == "ml":
+        at = obj.ml_log_likelihood(stats, beta, lam * s2e, s2e)
+        nearby = obj.ml_log_likelihood(stats, beta, lam * s2e * 1.01, s2e * 1.01)
+    else:
+        at = obj.reml_log_likelihood(stats, lam * s2e, s2e)
+        nearby = obj.reml_log_likelihood(stats, lam * s2e * 1.01, s2e * 1.01)
+    assert obj.profiled_criterion(stats, lam, method) == pytest.approx(-2 * at, rel=1e-13)
+    assert nearby < at
+
+
+def test_e_step_equals_dense_posterior(small):
+    x, y, codes, stats = small
+    beta, s2u, s2e = np.array([1.1, 0.3, -0.5]), 0.6, 1.4
+    u_hat, v = _em.e_step(stats, beta, s2u, s2e)
+    mean, var = dense.posterior_u(x, y, codes, beta, s2u, s2e)
+    np.testing.assert_allclose(u_hat, mean, rtol=1e-12)
+    np.testing.assert_allclose(v, var, rtol=1e-12)
+
+
+def test_reml_e_step_equals_dense_posterior(small):
+    x, y, codes, stats = small
+    s2u, s2e = 0.6, 1.4
+    beta, u_hat, v, expected_ee = _em.reml_e_step(stats, s2u, s2e)
+    mean, var, ee = dense.reml_posterior(x, y, codes, s2u, s2e)
+    np.testing.assert_allclose(u_hat, mean, rtol=1e-10)
+    np.testing.assert_allclose(v, var, rtol=1e-10)
+    assert expected_ee == pytest.approx(ee, rel=1e-10)
+    np.testing.assert_allclose(beta, obj.gls_beta(stats, s2u / s2e)[0], rtol=1e-12)
+
+
+@pytest.mark.parametrize("method", ["ml", "reml"])
+def test_boundary_slope_matches_finite_difference(small, method):
+    _, _, _, stats = small
+    h = 1e-7
+    numeric = (obj.profiled_criterion(stats, h, method) - obj.profiled_criterion(stats, 0.0, method)) / h
+    assert obj.boundary_slope(stats, method) == pytest.approx(numeric, rel=1e-4, abs=1e-4)
+
+
+@pytest.mark.parametrize("method", ["ml", "reml"])
+@pytest.mark.parametrize("accelerate", [False, True])
+def test_em_never_decreases_the_log_likelihood(method, accelerate):
+    x, y, codes = simulate(seed=3, n_groups=40, s2u=0.2)
+    stats = dense.naive_stats(x, y, codes)
+    result = _em.fit(stats, method, max_iter=5000, tol=1e-12, accelerate=accelerate)
+    history = result.log_likelihood_history
+    assert result.converged and not result.boundary
+    assert history.size >= 3
+    # Rounding in a log-likelihood of size ~|L| is ~1e-13 |L|; a real decrease is not.
+    np.testing.assert_array_less(-1e-12 * np.abs(history[1:]), np.diff(history))
+    assert history[-1] - history[0] > 1e-3
+
+
+@pytest.mark.parametrize("method", ["ml", "reml"])
+def test_em_fixed_point_is_the_profiled_optimum(method):
+    x, y, codes = simulate(seed=5, n_groups=60)
+    stats = dense.naive_stats(x, y, codes)
+    result = _em.fit(stats, method, tol=1e-10)
+    best = minimize_scalar(
+        lambda t: obj.profiled_criterion(stats, np.exp(t), method),
+        bounds=(-12.0, 6.0),
+        method="bounded",
+        options={"xatol": 1e-10},
+    )
+    lam = result.s2u / result.s2e
+    assert lam == pytest.approx(np.exp(best.x), rel=1e-5)
+    assert -2 * result.log_likelihood_history[-1] <= best.fun + 1e-9
+    assert result.s2e == pytest.approx(obj.profiled_s2e(stats, lam, method), rel=1e-9)
+    np.testing.assert_allclose(result.beta, obj.gls_beta(stats, lam)[0], rtol=1e-8, atol=1e-10)
+
+
+@pytest.mark.parametrize("method", ["ml", "reml"])
+def test_acceleration_reaches_the_same_point_in_fewer_iterations(method):
+    x, y, codes = simulate(seed=7, n_groups=50, s2u=0.1)
+    stats = dense.naive_stats(x, y, codes)
+    plain = _em.fit(stats, method, max_iter=10000, tol=1e-11, accelerate=False)
+    fast = _em.fit(stats, method, max_iter=10000, tol=1e-11, accelerate=True)
+    assert fast.converged and plain.converged
+    assert fast.s2u == pytest.approx(plain.s2u, rel=1e-7)
+    assert fast.n_iter * 3 < plain.n_iter
+
+
+@pytest.mark.parametrize("method", ["ml", "reml"])
+def test_balanced_one_way_anova_closed_form(method):
+    rng = np.random.default_rng(11)
+    n_groups, m = 15, 8
+    codes = np.repeat(np.arange(n_groups), m)
+    y = 3.0 + rng.normal(size=n_groups)[codes] + rng.normal(scale=1.5, size=codes.size)
+    x = np.ones((codes.size, 1))
+    means = np.bincount(codes, weights=y) / m
+    msw = ((y - means[codes]) ** 2).sum() / (codes.size - n_groups)
+    msb = m * ((means - y.mean()) ** 2).sum() / (n_groups - 1)
+    if method == "reml":
+        s2u = (msb - msw) / m
+    else:
+        s2u = ((1 - 1 / n_groups) * msb - msw) / m
+    assert s2u > 0
+    result = _em.fit(dense.naive_stats(x, y, codes), method, tol=1e-12)
+    assert result.s2e == pytest.approx(msw, rel=1e-9)
+    assert result.s2u == pytest.approx(s2u, rel=1e-9)
+    assert result.beta[0] == pytest.approx(y.mean(), rel=1e-12)
+
+
+@pytest.mark.parametrize("method", ["ml", "reml"])
+def test_boundary_fit_is_ordinary_least_squares(method):
+    x, y, codes = simulate(seed=2)
+    result = _em.boundary_fit(dense.naive_stats(x, y, codes), method)
+    beta, rss = np.linalg.lstsq(x, y, rcond=None)[:2]
+    np.testing.assert_allclose(result.beta, beta, rtol=1e-10)
+    dof = y.size if method == "ml" else y.size - x.shape[1]
+    assert result.s2e == pytest.approx(rss[0] / dof, rel=1e-10)
+    assert result.s2u == 0.0 and result.boundary and result.n_iter == 0
+
+
+def test_statistics_are_those_of_the_standardized_design():
+    rng = np.random.default_rng(4)
+    codes = np.repeat(np.arange(5), [3, 1, 4, 2, 6])
+    X = rng.normal(loc=[1e4, -3.0], scale=[1e-2, 50.0], size=(codes.size, 2))
+    y = 1e6 + rng.normal(size=codes.size)
+    stats, sd = _stats.compute_statistics(X, y, codes, 5, fit_intercept=True)
+    design = np.column_stack([np.ones(codes.size), (X - X.mean(0)) / sd.x_scale])
+    expected = dense.naive_stats(design, (y - y.mean()) / sd.y_scale, codes)
+    for name in ["xtx", "xty", "yty", "group_sizes", "group_xsum", "group_ysum"]:
+        np.testing.assert_allclose(getattr(stats, name), getattr(expected, name), atol=1e-12)
+    np.testing.assert_allclose(np.diag(stats.xtx)[1:], codes.size, rtol=1e-12)
+
+
+def test_redundant_columns_are_found_in_order():
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(2, 50))
+    design = np.column_stack([np.ones(50), a, b, a + 2 * b, 3 * a, rng.normal(size=50)])
+    kept = _stats.kept_columns(design.T @ design)
+    assert kept.tolist() == [True, True, True, False, False, True]
