@@ -1,7 +1,7 @@
 """EM for the random intercept model, on sufficient statistics.
 
 The random intercepts u_j are the missing data.  Each update costs O(G p^2): it
-touches the group sums, never the rows (MODEL.md, "EM").  ML estimates
+touches the group sums, never the rows (notation: skhlm._objective).  ML estimates
 (beta, s2u, s2e); REML (Laird, Lange & Stram 1987) integrates beta out and estimates
 (s2u, s2e), beta being the GLS estimate at the current variances.
 

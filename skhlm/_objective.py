@@ -1,8 +1,20 @@
 """The likelihood of the random intercept model, on sufficient statistics.
 
-Every function here is pure and costs O(G p^2) or less.  Criteria are minus twice
-the log-likelihood with lme4's constants (MODEL.md, "Sufficient statistics"), in the
-units of the statistics they are given.  lambda = s2u / s2e throughout.
+Model: y_ij = x_ij' beta + u_j + e_ij, u_j ~ N(0, s2u), e_ij ~ N(0, s2e); group j has
+n_j rows, X_j and y_j.  The statistics are X'X, X'y, y'y, n_j, s_j = X_j'1 and
+t_j = 1'y_j.  With lambda = s2u / s2e and c_j = lambda / (1 + n_j lambda):
+
+    V_j^-1 = (I - c_j 1 1') / s2e,       log det V_j = n_j log s2e + log(1 + n_j lambda)
+    A(lambda) = X'X - sum_j c_j s_j s_j'  (= s2e X'V^-1 X),   b = X'y - sum_j c_j s_j t_j
+    beta(lambda) = A^-1 b,   r_j(beta) = t_j - s_j' beta
+    rss(lambda) = sum (y - X beta)^2 - sum_j c_j r_j^2     (= s2e (y-Xb)'V^-1(y-Xb))
+
+    ML:   n log(2 pi rss/n) + sum_j log(1 + n_j lambda) + n
+    REML: (n-p) log(2 pi rss/(n-p)) + sum_j log(1 + n_j lambda) + log det A + (n-p)
+
+are minus twice the log-likelihoods profiled over beta and s2e, with lme4's constants
+(its ``deviance`` and ``REMLcrit``).  Every function here is pure, costs O(G p^2) or
+less and works in the units of the statistics it is given.
 """
 
 import numpy as np
@@ -111,8 +123,8 @@ def reml_log_likelihood(stats, s2u, s2e):
 def boundary_slope(stats, method):
     """d criterion / d lambda at lambda = 0 (at the OLS fit).
 
-    The optimum is on the boundary s2u = 0 when this is >= 0 (MODEL.md, EM
-    pitfalls).  By the envelope theorem d rss / d lambda = -sum_j r_j^2 at 0, and
+    The optimum is on the boundary s2u = 0 when this is >= 0, and there EM
+    would creep toward 0 sublinearly, so the fit checks this first.  By the envelope theorem d rss / d lambda = -sum_j r_j^2 at 0, and
     d log det A / d lambda = -tr(X'X^-1 S'S), S the (G, p) group sums.
     """
     beta, factor = gls_beta(stats, 0.0)

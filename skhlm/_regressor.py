@@ -114,11 +114,13 @@ class RandomInterceptRegressor(RegressorMixin, BaseEstimator):
     >>> y = 2.0 + 3.0 * X[:, 0] + rng.normal(size=50)[groups] + rng.normal(size=1000)
     >>> model = RandomInterceptRegressor().fit(X, y, groups=groups)
     >>> model.coef_.round(2)
-    array([3.01])
+    array([3.])
+    >>> {name: round(v, 3) for name, v in model.variance_components_.items()}
+    {'group': 0.819, 'residual': 1.058}
     >>> round(model.icc_, 2)
-    0.48
+    0.44
     >>> model.predict(X[:2], groups=[0, 99]).round(2)  # a seen group, a new one
-    array([0.44, 2.41])
+    array([3.27, 1.59])
     """
 
     _parameter_constraints = {

@@ -1,7 +1,7 @@
 """Sufficient statistics of the random intercept model.
 
-One pass over the data builds everything the fit needs (MODEL.md, "Sufficient
-statistics"): the cross-products X'X, X'y, y'y and, per group, the count, the column
+One pass over the data builds everything the fit needs (notation:
+skhlm._objective): the cross-products X'X, X'y, y'y and, per group, the count, the column
 sums and the response sum.  After that nothing in the fit touches the n rows again.
 
 The statistics are of a standardized problem: columns centered (when there is an
@@ -25,7 +25,7 @@ class SufficientStats:
     """Cross-products of the standardized design, in the model's parametrization.
 
     Column 0 of the design is the intercept when the model has one.  ``group_xsum``
-    and ``group_ysum`` are the sums s_j = X_j'1 and t_j = 1'y_j of MODEL.md.
+    and ``group_ysum`` are the sums s_j = X_j'1 and t_j = 1'y_j.
     """
 
     xtx: np.ndarray  # (p, p)

@@ -2,7 +2,7 @@
 #
 # Run from the repository root, after python tests/data/make_reference_data.py:
 #     Rscript tests/data/lme4/fit_lme4.R
-# Writes tests/data/lme4/lme4_reference.json.  The test suite reads that file and
+# Writes tests/data/lme4/lme4_reference.json (vectors stay arrays even of length 1).  The test suite reads that file and
 # never needs R.
 #
 # Every model is fitted twice: with lme4's default optimizer settings ("default")
@@ -53,7 +53,7 @@ fit_one <- function(d, terms, reml) {
   lm_fit <- lm(as.formula(paste("y ~", terms)), data = d)
   list(
     fixef = as.list(fixef(m)),
-    fixef_names = names(fixef(m)),
+    fixef_names = I(names(fixef(m))),
     vcov = unname(as.matrix(vcov(m))),
     s2u = vc$vcov[vc$grp == "g"],
     s2e = sigma(m)^2,
@@ -67,21 +67,21 @@ fit_one <- function(d, terms, reml) {
     condVar = unname(as.numeric(attr(re, "postVar"))),
     levels = rownames(re),
     satterthwaite = list(
-      std_error = unname(coefs[, "Std. Error"]),
-      df = unname(coefs[, "df"]),
-      t_value = unname(coefs[, "t value"]),
-      p_value = unname(coefs[, "Pr(>|t|)"])
+      std_error = I(unname(coefs[, "Std. Error"])),
+      df = I(unname(coefs[, "df"])),
+      t_value = I(unname(coefs[, "t value"])),
+      p_value = I(unname(coefs[, "Pr(>|t|)"]))
     ),
     confint_profile = profile_ci(m),
     confint_wald = {
       w <- confint(m, method = "Wald", parm = "beta_")
-      list(lower = unname(w[, 1]), upper = unname(w[, 2]))
+      list(lower = I(unname(w[, 1])), upper = I(unname(w[, 2])))
     },
     lm_logLik = as.numeric(logLik(lm_fit, REML = reml)),
     n_obs = nrow(d),
     n_groups = nlevels(d$g),
     default = list(
-      fixef = unname(fixef(m_default)),
+      fixef = I(unname(fixef(m_default))),
       s2u = as.data.frame(VarCorr(m_default))$vcov[1],
       s2e = sigma(m_default)^2,
       logLik = as.numeric(logLik(m_default)),
