@@ -199,7 +199,17 @@ class RandomInterceptRegressor(RegressorMixin, BaseEstimator):
                 stacklevel=2,
             )
         self._set_fitted(result, stats, standardization, levels)
+        self._scaled_residual_quantiles = self._residual_quantiles(X, y, codes)
         return self
+
+    def _residual_quantiles(self, X, y, codes):
+        """Min, quartiles and max of (y - x'beta - u_j) / sqrt(s2e), for the summary
+        (lme4's scaled residuals): the only statistic that needs the rows again."""
+        fitted = X @ self.coef_ + self.intercept_
+        if self.random_effects_.size:
+            fitted += self.random_effects_[codes]
+        resid = (y - fitted) / np.sqrt(self.variance_components_["residual"])
+        return np.quantile(resid, [0.0, 0.25, 0.5, 0.75, 1.0])
 
     def _set_fitted(self, result, stats, standardization, levels):
         y_scale2 = standardization.y_scale**2
