@@ -217,7 +217,7 @@ def fit(stats, method, *, max_iter=100, tol=1e-8, accelerate=True, verbose=0):
     if method == "reml":
         theta[:-2] = obj.gls_beta(stats, theta[-2] / theta[-1])[0]
     current = objective(theta)
-    history = [current]
+    history = []
     converged = False
     n_iter = 0
     while n_iter < max_iter:
@@ -251,7 +251,10 @@ def fit(stats, method, *, max_iter=100, tol=1e-8, accelerate=True, verbose=0):
 
 
 def boundary_fit(stats, method):
-    """The fit at s2u = 0 exactly: OLS beta, s2e = rss / n (ML) or rss / (n - p)."""
+    """The fit at s2u = 0 exactly: OLS beta, s2e = rss / n (ML) or rss / (n - p).
+
+    Found in closed form, which counts as one iteration.
+    """
     beta, _ = obj.gls_beta(stats, 0.0)
     s2e = obj.profiled_s2e(stats, 0.0, method)
     theta = np.concatenate([beta, [0.0, s2e]])
@@ -260,7 +263,7 @@ def boundary_fit(stats, method):
         beta=beta,
         s2u=0.0,
         s2e=float(s2e),
-        n_iter=0,
+        n_iter=1,
         converged=True,
         boundary=True,
         log_likelihood_history=np.array([value]),

@@ -59,12 +59,72 @@ def encode_groups(groups, n_samples):
     return codes.astype(np.intp, copy=False), np.asarray(levels)
 
 
+def as_labels(groups):
+    """The labels as a 1-D numpy array."""
+    return np.asarray(_as_1d(groups))
+
+
 def lookup_groups(groups, levels, n_samples):
     """Index of each label in ``levels``, -1 for a label not seen in fit."""
-    labels = _as_1d(groups)
+    labels = as_labels(groups)
     if len(labels) != n_samples:
         raise ValueError(
             f"groups has {len(labels)} labels but X has {n_samples} rows; "
             "pass one group label per row of X."
         )
-    return pd.Index(levels).get_indexer(np.asarray(labels))
+    return pd.Index(levels).get_indexer(labels)
+
+
+_PASSTHROUGH_HINT = (
+    "If X comes out of a ColumnTransformer, pass the group column through untouched: "
+    "ColumnTransformer(..., remainder='passthrough', verbose_feature_names_out=False)"
+    ".set_output(transform='pandas'), and keep it out of every numeric transformer's "
+    "column list."
+)
+
+
+def split_group_column(X, group_column):
+    """Split X into (features, group labels) by ``group_column``.
+
+    A string names a DataFrame column; an integer is a position (as in
+    ColumnTransformer), for arrays and DataFrames alike.  The labels are returned
+    untouched, so strings survive; the features are everything else.
+    """
+    if isinstance(group_column, str):
+        columns = getattr(X, "columns", None)
+        if columns is None:
+            raise ValueError(
+                f"group_column={group_column!r} names a column, but X has no column names "
+                f"(it is a {type(X).__name__}). Pass X as a DataFrame, or group_column as "
+                f"an integer position. {_PASSTHROUGH_HINT}"
+            )
+        if group_column not in columns:
+            prefixed = [c for c in columns if str(c).endswith(f"__{group_column}")]
+            hint = (
+                f" X has {prefixed[0]!r}: the transformer prefixed the name; set "
+                "verbose_feature_names_out=False."
+                if prefixed
+                else ""
+            )
+            shown = ", ".join(map(repr, list(columns)[:12])) + (", ..." if len(columns) > 12 else "")
+            raise ValueError(
+                f"X has no column {group_column!r} (group_column); its columns are "
+                f"[{shown}].{hint} {_PASSTHROUGH_HINT}"
+            )
+        return X.drop(columns=group_column), X[group_column]
+
+    if not hasattr(X, "iloc"):
+        X = np.asarray(X)
+        if X.ndim != 2:
+            raise ValueError(
+                f"X must be 2-D to hold the group column; got shape {X.shape}."
+            )
+    n_columns = X.shape[1]
+    if not -n_columns <= group_column < n_columns:
+        raise ValueError(
+            f"group_column={group_column} is out of range: X has {n_columns} columns. "
+            f"{_PASSTHROUGH_HINT}"
+        )
+    if hasattr(X, "iloc"):
+        return X.drop(columns=X.columns[group_column]), X.iloc[:, group_column]
+    return np.delete(X, group_column, axis=1), X[:, group_column]

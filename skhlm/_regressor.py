@@ -4,13 +4,16 @@ import warnings
 from numbers import Integral, Real
 
 import numpy as np
+import pandas as pd
 from sklearn.base import BaseEstimator, RegressorMixin, _fit_context
 from sklearn.exceptions import ConvergenceWarning
+from sklearn.metrics import r2_score
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import _em
-from ._groups import encode_groups, lookup_groups
+from ._groups import as_labels as _as_labels
+from ._groups import encode_groups, lookup_groups, split_group_column
 from ._stats import compute_statistics
 
 
@@ -40,6 +43,15 @@ class RandomInterceptRegressor(RegressorMixin, BaseEstimator):
         variance components.
     verbose : int, default=0
         Print the log-likelihood of every iteration when positive.
+    group_column : str or int, default=None
+        Read the group labels from this column of X (a name for a DataFrame, a
+        position for an array) instead of from the ``groups`` argument, in fit,
+        predict and score alike.  The column is not a feature.  This is how groups
+        reach ``predict`` inside ``cross_val_predict`` and scikit-learn's scorers,
+        which pass no metadata to ``predict`` even with metadata routing enabled.
+    unseen_groups : {"population", "error"}, default="population"
+        What ``predict`` does with a group not seen in fit: predict ``x' beta``
+        (lme4's ``allow.new.levels=TRUE``) or raise a ValueError.
 
     Attributes
     ----------
@@ -58,7 +70,8 @@ class RandomInterceptRegressor(RegressorMixin, BaseEstimator):
         The BLUPs (conditional modes) of the random intercepts, aligned with
         ``groups_``: lme4's ``ranef``.
     n_iter_ : int
-        EM iterations run; 0 for a fit on the boundary, which needs none.
+        EM iterations run.  A fit on the boundary (s2u = 0) is found in closed
+        form, which counts as one iteration.
     converged_ : bool
         Whether EM met ``tol`` within ``max_iter``.
     singular_ : bool
@@ -68,9 +81,8 @@ class RandomInterceptRegressor(RegressorMixin, BaseEstimator):
     log_likelihood_ : float
         The REML log-likelihood (``method="reml"``) or the ML one: lme4's
         ``logLik``.
-    log_likelihood_history_ : ndarray of shape (n_iter_ + 1,)
-        The log-likelihood at the start and after every iteration; EM never lets it
-        decrease.
+    log_likelihood_history_ : ndarray of shape (n_iter_,)
+        The log-likelihood after every iteration; EM never lets it decrease.
     aic_ : float
         ``-2 log_likelihood_ + 2 k`` with ``k`` = number of fixed effects + 2, as
         lme4's ``AIC``.
@@ -92,8 +104,12 @@ class RandomInterceptRegressor(RegressorMixin, BaseEstimator):
     comparable with R's numbers.  For a REML fit they are REML quantities, which
     are comparable only between models with the same fixed effects.
 
-    A group that was not seen in fit is predicted at the population level
-    ``x' beta`` (lme4's ``allow.new.levels=TRUE``).
+    Groups reach the estimator in one of two ways.  As metadata: ``fit``,
+    ``predict`` and ``score`` request ``groups`` by default, so with
+    ``sklearn.set_config(enable_metadata_routing=True)`` a Pipeline,
+    ``cross_validate`` (whose GroupKFold takes the same groups), GridSearchCV and
+    ``cross_val_score`` pass ``params={"groups": groups}`` on to it.  Or as a column
+    of X, with ``group_column``; this works everywhere, routing or not.
 
     References
     ----------
@@ -129,14 +145,33 @@ class RandomInterceptRegressor(RegressorMixin, BaseEstimator):
         "max_iter": [Interval(Integral, 1, None, closed="left")],
         "tol": [Interval(Real, 0, None, closed="left")],
         "verbose": ["verbose"],
+        "group_column": [None, str, Integral],
+        "unseen_groups": [StrOptions({"population", "error"})],
     }
 
-    def __init__(self, *, method="reml", fit_intercept=True, max_iter=200, tol=1e-8, verbose=0):
+    # Request groups by default, so that metadata routing delivers them unasked.
+    __metadata_request__fit = {"groups": True}
+    __metadata_request__predict = {"groups": True}
+    __metadata_request__score = {"groups": True}
+
+    def __init__(
+        self,
+        *,
+        method="reml",
+        fit_intercept=True,
+        max_iter=200,
+        tol=1e-8,
+        verbose=0,
+        group_column=None,
+        unseen_groups="population",
+    ):
         self.method = method
         self.fit_intercept = fit_intercept
         self.max_iter = max_iter
         self.tol = tol
         self.verbose = verbose
+        self.group_column = group_column
+        self.unseen_groups = unseen_groups
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y, groups=None):
@@ -149,15 +184,17 @@ class RandomInterceptRegressor(RegressorMixin, BaseEstimator):
             a group).  No intercept column: see ``fit_intercept``.
         y : array-like of shape (n_samples,)
             Response.
-        groups : array-like of shape (n_samples,)
-            Cluster label of each row, of any hashable dtype.  Without groups the
-            model has no random effects and the fit is ordinary least squares.
+        groups : array-like of shape (n_samples,), default=None
+            Cluster label of each row, of any hashable dtype.  Without groups (and
+            without ``group_column``) the model has no random effects and the fit is
+            ordinary least squares, with a warning.
 
         Returns
         -------
         self : RandomInterceptRegressor
             The fitted estimator.
         """
+        X, groups = self._take_groups(X, groups)
         # An intercept-only model (lmer(y ~ 1 + (1 | g))) has an X with no columns.
         intercept_only = groups is not None and self.fit_intercept
         X, y = validate_data(
@@ -173,7 +210,9 @@ class RandomInterceptRegressor(RegressorMixin, BaseEstimator):
             warnings.warn(
                 "RandomInterceptRegressor.fit got no groups, so the model has no random "
                 "effects and the fit is ordinary least squares (s2u = 0). Pass "
-                "fit(X, y, groups=labels).",
+                "fit(X, y, groups=labels), or name the column of X that holds them with "
+                "group_column; inside a Pipeline or model selection tool, enable "
+                "metadata routing and pass params={'groups': labels}.",
                 UserWarning,
                 stacklevel=2,
             )
@@ -186,6 +225,11 @@ class RandomInterceptRegressor(RegressorMixin, BaseEstimator):
         stats, standardization = compute_statistics(
             X, y, codes, n_groups, fit_intercept=self.fit_intercept
         )
+        if stats.n_obs <= stats.n_params:
+            raise ValueError(
+                f"Got n_samples={stats.n_obs} for {stats.n_params} fixed effects; the model "
+                "needs more samples than fixed effects (intercept included)."
+            )
         if levels is None:
             result = _em.boundary_fit(stats, self.method)
         else:
@@ -247,13 +291,15 @@ class RandomInterceptRegressor(RegressorMixin, BaseEstimator):
         X : array-like of shape (n_samples, n_features)
         groups : array-like of shape (n_samples,), default=None
             Group labels.  A group seen in fit gets ``x' beta + u_j`` (the BLUP);
-            a new group, or no groups at all, gets the population-level ``x' beta``.
+            a new group gets the population-level ``x' beta`` (or an error, see
+            ``unseen_groups``); no groups at all gives ``x' beta`` for every row.
 
         Returns
         -------
         y_pred : ndarray of shape (n_samples,)
         """
         check_is_fitted(self)
+        X, groups = self._take_groups(X, groups)
         X = validate_data(
             self,
             _no_columns_as_array(X),
@@ -262,11 +308,55 @@ class RandomInterceptRegressor(RegressorMixin, BaseEstimator):
             ensure_min_features=min(self.n_features_in_, 1),
         )
         y_pred = X @ self.coef_ + self.intercept_
-        if groups is not None and self.groups_.size:
-            index = lookup_groups(groups, self.groups_, X.shape[0])
+        if groups is not None:
+            index = self._group_index(groups, X.shape[0])
             seen = index >= 0
             y_pred[seen] += self.random_effects_[index[seen]]
         return y_pred
+
+    def score(self, X, y, groups=None, sample_weight=None):
+        """R^2 of ``predict(X, groups)``: conditional on the groups where known.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+        groups : array-like of shape (n_samples,), default=None
+            Group labels, as in ``predict``.
+        sample_weight : array-like of shape (n_samples,), default=None
+
+        Returns
+        -------
+        score : float
+        """
+        return r2_score(y, self.predict(X, groups=groups), sample_weight=sample_weight)
+
+    def _take_groups(self, X, groups):
+        """(X, groups) with the groups taken from ``group_column`` when it is set."""
+        if self.group_column is None:
+            return X, groups
+        if groups is not None:
+            raise ValueError(
+                f"Got groups both from group_column={self.group_column!r} and from the "
+                "groups argument; pass one. (With metadata routing on, stop the routed "
+                "groups with set_fit_request(groups=False) and "
+                "set_predict_request(groups=False).)"
+            )
+        return split_group_column(X, self.group_column)
+
+    def _group_index(self, groups, n_samples):
+        """Index into groups_ of each row's group; -1 for an unseen group."""
+        index = lookup_groups(groups, self.groups_, n_samples)
+        if self.unseen_groups == "error" and (index < 0).any():
+            labels = _as_labels(groups)[index < 0]
+            unseen = pd.unique(labels)
+            shown = ", ".join(map(repr, unseen[:5])) + (", ..." if unseen.size > 5 else "")
+            raise ValueError(
+                f"{labels.size} rows belong to {unseen.size} group(s) not seen in fit "
+                f"({shown}) and unseen_groups='error'. Set unseen_groups='population' to "
+                "predict x'beta for them."
+            )
+        return index
 
 
 def _no_columns_as_array(X):

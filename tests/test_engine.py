@@ -157,7 +157,7 @@ def test_boundary_fit_is_ordinary_least_squares(method):
     np.testing.assert_allclose(result.beta, beta, rtol=1e-10)
     dof = y.size if method == "ml" else y.size - x.shape[1]
     assert result.s2e == pytest.approx(rss[0] / dof, rel=1e-10)
-    assert result.s2u == 0.0 and result.boundary and result.n_iter == 0
+    assert result.s2u == 0.0 and result.boundary and result.n_iter == 1
 
 
 def test_statistics_are_those_of_the_standardized_design():

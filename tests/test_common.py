@@ -1,0 +1,14 @@
+"""scikit-learn's estimator checks, the whole suite, with no expected failures."""
+
+import pytest
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from skhlm import RandomInterceptRegressor
+
+
+# The checks fit without groups, which is ordinary least squares with a UserWarning
+# (tested in test_regressor.py); the warning is expected here.
+@pytest.mark.filterwarnings("ignore:RandomInterceptRegressor.fit got no groups:UserWarning")
+@parametrize_with_checks([RandomInterceptRegressor(), RandomInterceptRegressor(method="ml")])
+def test_sklearn_compatible_estimator(estimator, check):
+    check(estimator)
