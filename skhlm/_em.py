@@ -253,12 +253,14 @@ def fit(stats, method, *, max_iter=100, tol=1e-8, accelerate=True, verbose=0):
 def boundary_fit(stats, method):
     """The fit at s2u = 0 exactly: OLS beta, s2e = rss / n (ML) or rss / (n - p).
 
-    Found in closed form, which counts as one iteration.
+    Found in closed form, which counts as one iteration.  An exact fit (possible only
+    without groups: the estimator refuses it with them) has s2e = 0 and an infinite
+    log-likelihood, as R's lm reports.
     """
     beta, _ = obj.gls_beta(stats, 0.0)
-    s2e = obj.profiled_s2e(stats, 0.0, method)
+    s2e = max(obj.profiled_s2e(stats, 0.0, method), 0.0)  # rounding can dip below 0
     theta = np.concatenate([beta, [0.0, s2e]])
-    value = log_likelihood(stats, theta, method)
+    value = log_likelihood(stats, theta, method) if s2e > 0 else np.inf
     return EMResult(
         beta=beta,
         s2u=0.0,

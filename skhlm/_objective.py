@@ -137,3 +137,19 @@ def boundary_slope(stats, method):
     gx = stats.group_xsum
     trace = np.einsum("ij,ji->", linalg.cho_solve(factor, gx.T), gx)
     return float(n - trace - dof * (r @ r) / rss)
+
+
+def within_group_rss(stats):
+    """Residual sum of squares of y on X plus a free intercept per group.
+
+    When this is 0, y is X beta plus a constant per group exactly: s2e = 0 and the
+    likelihood is unbounded.  W = X'X - sum_j s_j s_j' / n_j etc. are the within-group
+    cross-products; lstsq copes with the columns (intercept, level-2 predictors)
+    that have no within-group variation.
+    """
+    n_j, gx, gy = stats.group_sizes, stats.group_xsum, stats.group_ysum
+    w_xx = stats.xtx - gx.T @ (gx / n_j[:, None])
+    w_xy = stats.xty - gx.T @ (gy / n_j)
+    w_yy = stats.yty - gy @ (gy / n_j)
+    coef = np.linalg.lstsq(w_xx, w_xy, rcond=1e-10)[0]
+    return float(w_yy - w_xy @ coef)

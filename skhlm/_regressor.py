@@ -11,7 +11,7 @@ from sklearn.metrics import r2_score
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from . import _em
+from . import _checks, _em
 from ._groups import as_labels as _as_labels
 from ._groups import encode_groups, lookup_groups, split_group_column
 from ._stats import compute_statistics
@@ -195,16 +195,20 @@ class RandomInterceptRegressor(RegressorMixin, BaseEstimator):
             The fitted estimator.
         """
         X, groups = self._take_groups(X, groups)
+        _checks.numeric_columns(X)
         # An intercept-only model (lmer(y ~ 1 + (1 | g))) has an X with no columns.
         intercept_only = groups is not None and self.fit_intercept
         X, y = validate_data(
             self,
-            _no_columns_as_array(X),
+            _checks.no_columns_as_array(X),
             y,
             dtype=[np.float64, np.float32],
             y_numeric=True,
             ensure_min_features=0 if intercept_only else 1,
+            ensure_all_finite=False,
         )
+        feature_names = getattr(self, "feature_names_in_", None)
+        _checks.finite(X, y, feature_names)
         n_samples = X.shape[0]
         if groups is None:
             warnings.warn(
@@ -219,17 +223,14 @@ class RandomInterceptRegressor(RegressorMixin, BaseEstimator):
             codes, levels = np.zeros(n_samples, dtype=np.intp), None
         else:
             codes, levels = encode_groups(groups, n_samples)
-            _check_group_count(levels.shape[0], n_samples)
+            _checks.group_count(levels.shape[0], n_samples)
 
         n_groups = 1 if levels is None else levels.shape[0]
         stats, standardization = compute_statistics(
             X, y, codes, n_groups, fit_intercept=self.fit_intercept
         )
-        if stats.n_obs <= stats.n_params:
-            raise ValueError(
-                f"Got n_samples={stats.n_obs} for {stats.n_params} fixed effects; the model "
-                "needs more samples than fixed effects (intercept included)."
-            )
+        _checks.identifiable(stats, grouped=levels is not None)
+        _checks.redundant_columns(standardization, feature_names)
         if levels is None:
             result = _em.boundary_fit(stats, self.method)
         else:
@@ -252,15 +253,17 @@ class RandomInterceptRegressor(RegressorMixin, BaseEstimator):
         fitted = X @ self.coef_ + self.intercept_
         if self.random_effects_.size:
             fitted += self.random_effects_[codes]
-        resid = (y - fitted) / np.sqrt(self.variance_components_["residual"])
-        return np.quantile(resid, [0.0, 0.25, 0.5, 0.75, 1.0])
+        s2e = self.variance_components_["residual"]
+        if s2e == 0:  # an exact least-squares fit: nothing to scale
+            return np.zeros(5)
+        return np.quantile((y - fitted) / np.sqrt(s2e), [0.0, 0.25, 0.5, 0.75, 1.0])
 
     def _set_fitted(self, result, stats, standardization, levels):
         y_scale2 = standardization.y_scale**2
         s2u, s2e = result.s2u * y_scale2, result.s2e * y_scale2
         self.coef_, self.intercept_ = standardization.coef_to_user(result.beta)
         self.variance_components_ = {"group": s2u, "residual": s2e}
-        self.icc_ = s2u / (s2u + s2e)
+        self.icc_ = s2u / (s2u + s2e) if s2u > 0 else 0.0
         self.n_iter_ = result.n_iter
         self.converged_ = result.converged
         jacobian = standardization.log_jacobian(stats.n_obs, self.method)
@@ -300,13 +303,16 @@ class RandomInterceptRegressor(RegressorMixin, BaseEstimator):
         """
         check_is_fitted(self)
         X, groups = self._take_groups(X, groups)
+        _checks.numeric_columns(X)
         X = validate_data(
             self,
-            _no_columns_as_array(X),
+            _checks.no_columns_as_array(X),
             dtype=[np.float64, np.float32],
             reset=False,
             ensure_min_features=min(self.n_features_in_, 1),
+            ensure_all_finite=False,
         )
+        _checks.finite(X, feature_names=getattr(self, "feature_names_in_", None))
         y_pred = X @ self.coef_ + self.intercept_
         if groups is not None:
             index = self._group_index(groups, X.shape[0])
@@ -357,26 +363,3 @@ class RandomInterceptRegressor(RegressorMixin, BaseEstimator):
                 "predict x'beta for them."
             )
         return index
-
-
-def _no_columns_as_array(X):
-    """A DataFrame with no columns as an (n, 0) array, which validation accepts."""
-    shape = getattr(X, "shape", None)
-    if hasattr(X, "columns") and shape is not None and len(shape) == 2 and shape[1] == 0:
-        return np.empty((shape[0], 0))
-    return X
-
-
-def _check_group_count(n_groups, n_samples):
-    if n_groups < 2:
-        raise ValueError(
-            f"groups has {n_groups} distinct label(s); a random intercept needs at least "
-            "2 groups (lme4: grouping factors must have > 1 sampled level). Check the "
-            "groups, or fit without groups for ordinary least squares."
-        )
-    if n_groups >= n_samples:
-        raise ValueError(
-            f"groups has {n_groups} distinct labels for {n_samples} rows; s2u and s2e are "
-            "not identifiable unless some group has 2 or more rows (lme4: number of "
-            "levels of each grouping factor must be < number of observations)."
-        )

@@ -1,0 +1,135 @@
+"""Checks of the input and of the data's identifiability, with messages that say what
+is wrong and what to do.  Each either passes, warns, or raises."""
+
+import warnings
+
+import numpy as np
+import pandas as pd
+
+from . import _objective as obj
+
+# Below this many groups s2u rests on too few group intercepts to be estimated
+# well; the usual advice for random effects is at least 5 or 6 levels.
+FEW_GROUPS = 5
+
+
+def no_columns_as_array(X):
+    """A DataFrame with no columns as an (n, 0) array, which validation accepts."""
+    shape = getattr(X, "shape", None)
+    if hasattr(X, "columns") and shape is not None and len(shape) == 2 and shape[1] == 0:
+        return np.empty((shape[0], 0))
+    return X
+
+
+def numeric_columns(X):
+    """Refuse a DataFrame with non-numeric columns, naming them."""
+    if not hasattr(X, "dtypes"):
+        return
+    bad = [
+        name
+        for name, dtype in X.dtypes.items()
+        if not (pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype))
+    ]
+    if bad:
+        raise ValueError(
+            f"X has non-numeric column(s) {bad}. Encode them first (e.g. OneHotEncoder in "
+            "a ColumnTransformer); if one holds the group labels, pass it as "
+            "group_column instead."
+        )
+
+
+def finite(X, y=None, feature_names=None):
+    """Refuse NaN or infinite values, counting them and naming their columns.
+
+    The sum is a one-pass test (a non-finite value makes it non-finite); the
+    element-wise test runs only when it fails.
+    """
+    if not np.isfinite(X.sum(dtype=np.float64)):
+        bad = ~np.isfinite(X)
+        if bad.any():
+            per_column = bad.sum(axis=0)
+            names = feature_names if feature_names is not None else np.arange(X.shape[1])
+            where = {str(names[k]): int(c) for k, c in enumerate(per_column) if c}
+            raise ValueError(
+                f"X contains {int(per_column.sum())} NaN or infinite value(s), by column: "
+                f"{where}. Drop those rows or impute the values (e.g. "
+                "sklearn.impute.SimpleImputer in a Pipeline) before fitting."
+            )
+    if y is not None and not np.isfinite(y.sum(dtype=np.float64)):
+        count = int((~np.isfinite(y)).sum())
+        if count:
+            raise ValueError(
+                f"y contains {count} NaN or infinite value(s). Drop those rows before fitting."
+            )
+
+
+def group_count(n_groups, n_samples):
+    """lme4's two refusals about the number of groups, and our warning for few."""
+    if n_groups < 2:
+        raise ValueError(
+            f"groups has {n_groups} distinct label(s); a random intercept needs at least "
+            "2 groups (lme4: grouping factors must have > 1 sampled level). Check the "
+            "groups, or fit without groups for ordinary least squares."
+        )
+    if n_groups >= n_samples:
+        raise ValueError(
+            f"groups has {n_groups} distinct labels for {n_samples} rows; s2u and s2e are "
+            "not identifiable unless some group has 2 or more rows (lme4: number of "
+            "levels of each grouping factor must be < number of observations)."
+        )
+    if n_groups < FEW_GROUPS:
+        warnings.warn(
+            f"Only {n_groups} groups: s2u is estimated from {n_groups} group intercepts "
+            "and is poorly determined (its standard error is large). Consider a fixed "
+            "effect per group (one-hot columns) instead of a random intercept.",
+            UserWarning,
+            stacklevel=3,
+        )
+
+
+def redundant_columns(standardization, feature_names):
+    """Warn, as lme4 does, when columns were dropped as linear combinations of others."""
+    dropped = np.flatnonzero(~standardization.kept)
+    if dropped.size == 0:
+        return
+    names = [str(feature_names[k]) for k in dropped] if feature_names is not None else dropped.tolist()
+    warnings.warn(
+        f"X is rank deficient: column(s) {names} are constant or linear combinations of "
+        "earlier columns, so they were dropped and get a coefficient of 0 (lme4: "
+        "fixed-effect model matrix is rank deficient so dropping columns).",
+        UserWarning,
+        stacklevel=3,
+    )
+
+
+def identifiable(stats, grouped):
+    """Refuse data whose likelihood has no maximum.
+
+    Always: more fixed effects than rows.  With groups: a constant y, a y that X fits
+    exactly, or a y that X plus a constant per group fits exactly (for instance y
+    constant within every group).  Then s2e = 0 and the likelihood grows without
+    bound (lme4 warns or fails to converge).  Without groups the model is ordinary
+    least squares, for which an exact fit is a legitimate answer (s2e = 0).
+    """
+    if stats.n_obs <= stats.n_params:
+        raise ValueError(
+            f"Got n_samples={stats.n_obs} for {stats.n_params} fixed effects; the model "
+            "needs more samples than fixed effects (intercept included)."
+        )
+    if not grouped:
+        return
+    # The statistics are standardized (a constant y has y'y = 0, not n).
+    rss_ols = obj.ols_rss(stats, obj.gls_beta(stats, 0.0)[0])
+    if stats.yty == 0 or rss_ols <= 1e-12 * stats.yty:
+        raise ValueError(
+            "y is constant, or fitted exactly by X: there is no residual variance to "
+            "decompose. Check that y is the response you mean and that no column of X "
+            "copies it."
+        )
+    if obj.within_group_rss(stats) <= 1e-10 * stats.yty:
+        raise ValueError(
+            "y does not vary within groups beyond what X explains exactly (e.g. y is "
+            "constant within every group): the residual variance s2e is 0 and the "
+            "likelihood has no maximum. Model the group means instead (one row per "
+            "group, ordinary regression), or check the groups."
+        )
