@@ -38,8 +38,23 @@ def numeric_columns(X):
         )
 
 
-def finite(X, y=None, feature_names=None):
-    """Refuse NaN or infinite values, counting them and naming their columns.
+def finite_response(y):
+    """Refuse NaN or infinite values in y, counting them (before validation, whose
+    message would not)."""
+    values = np.asarray(y) if y is not None else None
+    if values is None or values.dtype.kind not in "fiu":
+        return  # missing, non-numeric or complex: validation says so
+    if not np.isfinite(values.sum(dtype=np.float64)):
+        count = int((~np.isfinite(values)).sum())
+        if count:
+            raise ValueError(
+                f"y contains {count} NaN or infinite value(s) out of {values.size}. Drop "
+                "those rows before fitting."
+            )
+
+
+def finite(X, feature_names=None):
+    """Refuse NaN or infinite values in X, counting them and naming their columns.
 
     The sum is a one-pass test (a non-finite value makes it non-finite); the
     element-wise test runs only when it fails.
@@ -54,12 +69,6 @@ def finite(X, y=None, feature_names=None):
                 f"X contains {int(per_column.sum())} NaN or infinite value(s), by column: "
                 f"{where}. Drop those rows or impute the values (e.g. "
                 "sklearn.impute.SimpleImputer in a Pipeline) before fitting."
-            )
-    if y is not None and not np.isfinite(y.sum(dtype=np.float64)):
-        count = int((~np.isfinite(y)).sum())
-        if count:
-            raise ValueError(
-                f"y contains {count} NaN or infinite value(s). Drop those rows before fitting."
             )
 
 

@@ -176,7 +176,7 @@ def squarem_step(update, objective, theta, current):
     return theta2, objective(theta2), r, n_updates
 
 
-def fit(stats, method, *, max_iter=100, tol=1e-8, accelerate=True, verbose=0):
+def fit(stats, method, *, max_iter=200, tol=1e-10, accelerate=True, verbose=0):
     """Fit the model by EM from moment starting values.
 
     Parameters

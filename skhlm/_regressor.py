@@ -36,8 +36,8 @@ class RandomInterceptRegressor(RegressorMixin, BaseEstimator):
         cross-products are formed only when it does.
     max_iter : int, default=200
         The most EM iterations.  One iteration is a SQUAREM cycle of at most a few
-        EM updates; typical fits need 3 to 15.
-    tol : float, default=1e-8
+        EM updates; typical fits need 3 to 10.
+    tol : float, default=1e-10
         Stop when no parameter changes by more than ``tol`` in one EM update:
         absolutely for the coefficients in standardized units, relatively for the
         variance components.
@@ -160,7 +160,7 @@ class RandomInterceptRegressor(RegressorMixin, BaseEstimator):
         method="reml",
         fit_intercept=True,
         max_iter=200,
-        tol=1e-8,
+        tol=1e-10,
         verbose=0,
         group_column=None,
         unseen_groups="population",
@@ -196,6 +196,7 @@ class RandomInterceptRegressor(RegressorMixin, BaseEstimator):
         """
         X, groups = self._take_groups(X, groups)
         _checks.numeric_columns(X)
+        _checks.finite_response(y)
         # An intercept-only model (lmer(y ~ 1 + (1 | g))) has an X with no columns.
         intercept_only = groups is not None and self.fit_intercept
         X, y = validate_data(
@@ -208,7 +209,7 @@ class RandomInterceptRegressor(RegressorMixin, BaseEstimator):
             ensure_all_finite=False,
         )
         feature_names = getattr(self, "feature_names_in_", None)
-        _checks.finite(X, y, feature_names)
+        _checks.finite(X, feature_names)
         n_samples = X.shape[0]
         if groups is None:
             warnings.warn(
