@@ -69,6 +69,10 @@ class RandomInterceptRegressor(RegressorMixin, BaseEstimator):
     random_effects_ : ndarray of shape (n_groups,)
         The BLUPs (conditional modes) of the random intercepts, aligned with
         ``groups_``: lme4's ``ranef``.
+    random_effects_var_ : ndarray of shape (n_groups,)
+        Their conditional variances given y at the estimated beta,
+        ``s2u s2e / (s2e + n_j s2u)``: lme4's ``condVar``.  A 95% interval for a
+        group's intercept is ``random_effects_ +/- 1.96 sqrt(random_effects_var_)``.
     n_iter_ : int
         EM iterations run.  A fit on the boundary (s2u = 0) is found in closed
         form, which counts as one iteration.
@@ -274,12 +278,14 @@ class RandomInterceptRegressor(RegressorMixin, BaseEstimator):
             n_cov = 1
             self.groups_ = np.array([])
             self.random_effects_ = np.array([])
+            self.random_effects_var_ = np.array([])
             self.singular_ = False
         else:
             n_cov = 2
             self.groups_ = levels
-            u_hat, _ = _em.e_step(stats, result.beta, result.s2u, result.s2e)
+            u_hat, u_var = _em.e_step(stats, result.beta, result.s2u, result.s2e)
             self.random_effects_ = u_hat * standardization.y_scale
+            self.random_effects_var_ = u_var * y_scale2
             self.singular_ = bool(result.boundary or s2u < 1e-8 * s2e)
         k = stats.n_params + n_cov
         self.aic_ = -2.0 * self.log_likelihood_ + 2.0 * k

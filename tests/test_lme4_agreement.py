@@ -62,3 +62,8 @@ def test_singular_flag_and_iterations(case):
     if ref["isSingular"]:
         assert model.variance_components_["group"] == 0.0
         assert model.n_iter_ == 1
+
+
+def test_conditional_variances(case):
+    model, ref = case
+    np.testing.assert_allclose(model.random_effects_var_, ref["condVar"], rtol=1e-6, atol=0)
