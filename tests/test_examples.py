@@ -1,0 +1,75 @@
+"""Every example runs, within its time budget, and says what it should."""
+
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).parents[1] / "examples"
+
+
+def run(name, *args):
+    env = {**os.environ, "MPLBACKEND": "Agg", "PYTHONWARNINGS": "error"}
+    start = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLES / name), *map(str, args)],
+        capture_output=True, text=True, env=env, timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert time.perf_counter() - start < 60, f"{name} took over a minute"
+    return done.stdout
+
+
+def number(pattern, text):
+    return float(re.search(pattern, text).group(1))
+
+
+def test_quickstart():
+    out = run("quickstart.py")
+    for name in ("RIM0", "RIM1", "RIM2"):
+        assert f"{name}: math ~" in out
+    assert "4978 students in 164 schools" in out
+    icc = number(r"ICC = [\d.]+ / \([\d. +]+\) = ([\d.]+)", out)
+    assert 0.15 < icc < 0.25  # the seed's 0.19, up to sampling error
+    assert 7 < number(r"scores ([\d.]+) points more", out) < 11  # desk, the seed's 8.77
+
+
+@pytest.mark.parametrize("name, image", [("plot_caterpillar.py", "caterpillar.png"),
+                                         ("plot_pooling.py", "pooling.png")])
+def test_plot_examples_write_their_picture(tmp_path, name, image):
+    out = run(name, tmp_path)
+    path = tmp_path / image
+    assert path.stat().st_size > 20_000  # a real figure, not an empty canvas
+    assert f"Saved {path}" in out
+
+
+def test_caterpillar_reports_partial_pooling(tmp_path):
+    out = run("plot_caterpillar.py", tmp_path)
+    keeps_small = number(r"A school of \d+ students keeps (\d+)%", out)
+    keeps_large = number(r"one of \d+ keeps (\d+)%", out)
+    assert keeps_small < keeps_large < 100
+
+
+def test_grid_search_scores_known_schools_above_new_ones():
+    out = run("grid_search_groupkfold.py")
+    row = re.search(r"random intercept model\s+([-\d.]+)\s+([-\d.]+)", out)
+    new, known = float(row.group(1)), float(row.group(2))
+    ols = re.search(r"linear regression\s+([-\d.]+)\s+([-\d.]+)", out)
+    assert known > new + 0.1
+    assert known > float(ols.group(2)) + 0.1
+    assert abs(new - float(ols.group(1))) < 0.02  # new schools: x'beta, like OLS
+
+
+def test_icc_and_design_effect():
+    out = run("icc_and_design_effect.py")
+    icc = number(r"ICC = s2u / \(s2u \+ s2e\) = ([\d.]+)", out)
+    m = number(r"Design effect with m = ([\d.]+) \(average size\)", out)
+    deff = number(r"\(average size\): ([\d.]+)", out)
+    # The printout rounds ICC to 3 decimals and m to 1: +-0.0005 * 29 + 0.05 * 0.2.
+    assert deff == pytest.approx(1 + (m - 1) * icc, abs=0.03)
+    ess = number(r"effective sample size (\d+) of 4978", out)
+    assert ess == pytest.approx(4978 / deff, abs=2)
