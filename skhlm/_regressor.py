@@ -12,6 +12,8 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import _checks, _em
+from ._inference import predictive_std
+from ._summary import summarize
 from ._groups import as_labels as _as_labels
 from ._groups import encode_groups, lookup_groups, split_group_column
 from ._stats import compute_statistics
@@ -293,7 +295,7 @@ class RandomInterceptRegressor(RegressorMixin, BaseEstimator):
         self._stats = stats
         self._standardization = standardization
 
-    def predict(self, X, groups=None):
+    def predict(self, X, groups=None, return_std=False):
         """Predict, with the group's random intercept where the group is known.
 
         Parameters
@@ -303,10 +305,16 @@ class RandomInterceptRegressor(RegressorMixin, BaseEstimator):
             Group labels.  A group seen in fit gets ``x' beta + u_j`` (the BLUP);
             a new group gets the population-level ``x' beta`` (or an error, see
             ``unseen_groups``); no groups at all gives ``x' beta`` for every row.
+        return_std : bool, default=False
+            Also return the standard deviation of a new observation at each row:
+            the square root of ``x' Cov(beta) x + condVar_j + s2e`` for a seen
+            group and ``x' Cov(beta) x + s2u + s2e`` for a new one.
 
         Returns
         -------
         y_pred : ndarray of shape (n_samples,)
+        y_std : ndarray of shape (n_samples,)
+            Only with ``return_std=True``.
         """
         check_is_fitted(self)
         X, groups = self._take_groups(X, groups)
@@ -321,11 +329,46 @@ class RandomInterceptRegressor(RegressorMixin, BaseEstimator):
         )
         _checks.finite(X, feature_names=getattr(self, "feature_names_in_", None))
         y_pred = X @ self.coef_ + self.intercept_
+        index = np.full(X.shape[0], -1)
         if groups is not None:
             index = self._group_index(groups, X.shape[0])
             seen = index >= 0
             y_pred[seen] += self.random_effects_[index[seen]]
+        if return_std:
+            return y_pred, predictive_std(self, X, index)
         return y_pred
+
+    def summary(self, *, level=0.95, ddf="satterthwaite"):
+        """Tables and tests of the fit, printed in lme4's layout.
+
+        Fixed effects with standard errors (lme4's ``vcov``), degrees of freedom, t
+        tests and Wald intervals; variance components; profile-likelihood intervals
+        (lme4's ``confint(method="profile")``); the ICC with its interval; the
+        likelihood-ratio test of s2u = 0; each group's intercept with its interval.
+
+        Parameters
+        ----------
+        level : float, default=0.95
+            Confidence level of every interval.
+        ddf : {"satterthwaite", "residual", "asymptotic"}, default="satterthwaite"
+            Denominator degrees of freedom of the t tests: Satterthwaite's, as
+            lmerTest's ``summary``; n - p; or none (z tests).
+
+        Returns
+        -------
+        Summary
+            Attributes ``fixed_effects``, ``random_effects``, ``icc``,
+            ``icc_interval``, ``confint``, ``group_variance_test``,
+            ``group_intercepts``, ``log_likelihood``, ``aic``, ``bic``,
+            ``deviance`` or ``reml_criterion``, ``n_obs``, ``n_groups``,
+            ``singular``, ``converged``, ``n_iter``; ``print`` shows the block.
+        """
+        check_is_fitted(self)
+        if ddf not in ("satterthwaite", "residual", "asymptotic"):
+            raise ValueError(
+                f"ddf must be 'satterthwaite', 'residual' or 'asymptotic'; got {ddf!r}."
+            )
+        return summarize(self, level=level, ddf=ddf)
 
     def score(self, X, y, groups=None, sample_weight=None):
         """R^2 of ``predict(X, groups)``: conditional on the groups where known.

@@ -78,6 +78,22 @@ fit_one <- function(d, terms, reml) {
       list(lower = I(unname(w[, 1])), upper = I(unname(w[, 2])))
     },
     lm_logLik = as.numeric(logLik(lm_fit, REML = reml)),
+    # lmerTest's t-based intervals (estimate +- qt(0.975, Satterthwaite df) * SE).
+    satterthwaite_ci = {
+      p <- length(fixef(m))
+      ci <- do.call(rbind, lapply(seq_len(p), function(k) {
+        L <- numeric(p)
+        L[k] <- 1
+        lmerTest::contest(m, L, joint = FALSE, confint = TRUE, level = 0.95)
+      }))
+      list(lower = I(unname(ci$lower)), upper = I(unname(ci$upper)))
+    },
+    # lmerTest's LRT of the random intercept (REML vs REML, ML vs ML); its p-value
+    # is the naive chi2(1) one, not the 50:50 mixture.
+    ranova = {
+      r <- lmerTest::ranova(m)
+      list(LRT = r$LRT[2], Df = r$Df[2], p_value = r[["Pr(>Chisq)"]][2])
+    },
     n_obs = nrow(d),
     n_groups = nlevels(d$g),
     default = list(
@@ -126,6 +142,33 @@ out$anova$pisa <- list(
   Df = unname(a$Df),
   p_value = unname(a[["Pr(>Chisq)"]])
 )
+
+# The same comparison on ML fits, without refitting: the numbers must not change.
+a_ml <- anova(update(rim0, REML = FALSE), update(rim1, REML = FALSE),
+              update(rim2, REML = FALSE), refit = FALSE)
+out$anova$pisa_ml <- list(
+  models = c("rim0", "rim1", "rim2"),
+  logLik = unname(a_ml$logLik),
+  Chisq = unname(a_ml$Chisq),
+  p_value = unname(a_ml[["Pr(>Chisq)"]])
+)
+
+# lmerTest differentiates numerically in the user's units; on offset_scale (x1 has
+# mean 1000 and sd 1, so X is ill-conditioned) that costs its df ~1e-4 relative.  The
+# slopes' df are invariant to centering the columns, and on centered columns lmerTest
+# agrees with an analytic Hessian to ~1e-7: the sharper reference for the slopes.
+os <- read_data("offset_scale")
+os$x1c <- os$x1 - mean(os$x1)
+os$x2c <- os$x2 - mean(os$x2)
+out$satterthwaite_centered <- list()
+for (reml in c(TRUE, FALSE)) {
+  m <- lmerTest::lmer(y ~ x1c + x2c + (1 | g), data = os, REML = reml, control = tight)
+  key <- paste0("offset_scale/full/", if (reml) "reml" else "ml")
+  out$satterthwaite_centered[[key]] <- list(
+    terms = I(c("x1", "x2")),
+    df = I(unname(summary(m)$coefficients[-1, "df"]))
+  )
+}
 
 write_json(out, file.path(here, "lme4_reference.json"), auto_unbox = TRUE, digits = NA,
            pretty = TRUE, na = "null")

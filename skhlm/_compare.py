@@ -1,0 +1,236 @@
+"""Likelihood-ratio tests: nested models compared as lme4's ``anova(m0, m1, ...)``,
+and the test of s2u = 0 against the model without random effects."""
+
+import numpy as np
+import pandas as pd
+from scipy import stats as st
+from sklearn.base import clone
+from sklearn.utils.validation import check_is_fitted
+
+from . import _em
+from . import _objective as obj
+
+# Relative tolerance when checking that two models saw the same response: the
+# statistics of the same data agree to rounding, different data do not.
+_SAME_DATA_RTOL = 1e-9
+
+
+def compare(*models, refit=False, names=None):
+    """Compare nested models by likelihood-ratio tests, as lme4's ``anova()``.
+
+    Models are sorted by their number of parameters; each row after the first
+    tests it against the row above: ``Chisq = 2 * max(0, diff(logLik))`` on
+    ``Df = diff(npar)`` degrees of freedom.
+
+    Parameters
+    ----------
+    *models : fitted RandomInterceptRegressor
+        Two or more models fitted to the same data (same y and groups).
+    refit : bool, default=False
+        Refit REML models with ML first, from their stored sufficient statistics
+        (lme4's ``anova`` does this by default).  Without it, REML fits can only be
+        compared when their fixed effects are the same.
+    names : list of str, default=None
+        Row labels; "m1", "m2", ... in the order given.
+
+    Returns
+    -------
+    DataFrame
+        Columns ``npar``, ``AIC``, ``BIC``, ``logLik``, ``deviance``, ``Chisq``,
+        ``Df`` and ``p_value`` (NaN in the first row).
+
+    Notes
+    -----
+    The p-values are the naive chi2 ones, as lme4's.  For the test of s2u = 0,
+    whose null is on the boundary, use the 50:50 mixture of
+    :func:`group_variance_lrt`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skhlm import RandomInterceptRegressor
+    >>> from skhlm._compare import compare
+    >>> rng = np.random.default_rng(0)
+    >>> g = np.repeat(np.arange(30), 10)
+    >>> X = rng.normal(size=(300, 2))
+    >>> y = X[:, 0] + rng.normal(size=30)[g] + rng.normal(size=300)
+    >>> m0 = RandomInterceptRegressor(method="ml").fit(X[:, :1], y, groups=g)
+    >>> m1 = RandomInterceptRegressor(method="ml").fit(X, y, groups=g)
+    >>> compare(m0, m1)[["npar", "Chisq", "Df", "p_value"]].round(3)
+        npar  Chisq   Df  p_value
+    m1     4    NaN  NaN      NaN
+    m2     5  1.003  1.0    0.317
+    """
+    if len(models) < 2:
+        raise ValueError(f"compare needs two or more fitted models, got {len(models)}.")
+    for m in models:
+        check_is_fitted(m)
+    names = [f"m{k + 1}" for k in range(len(models))] if names is None else list(names)
+    if len(names) != len(models):
+        raise ValueError(f"names has {len(names)} entries for {len(models)} models.")
+    _check_same_data(models, names)
+
+    methods = {m.method for m in models}
+    if refit:
+        models = [refit_ml(m) for m in models]
+    elif methods == {"reml", "ml"}:
+        raise ValueError(
+            "Some models were fitted by REML and some by ML; their log-likelihoods are "
+            "not comparable. Pass refit=True to refit the REML models with ML (as "
+            "lme4's anova does), or fit all with the same method."
+        )
+    elif methods == {"reml"} and len({_fixed_signature(m) for m in models}) > 1:
+        raise ValueError(
+            "These REML fits have different fixed effects. A REML likelihood is that "
+            "of residual contrasts, which depend on the fixed-effects design, so REML "
+            "log-likelihoods of models with different fixed effects are not "
+            "comparable. Pass refit=True to refit them with ML (as lme4's anova "
+            "does), or fit them with method='ml'."
+        )
+
+    npar = np.array([_n_parameters(m) for m in models])
+    order = np.argsort(npar, kind="stable")
+    llk = np.array([models[k].log_likelihood_ for k in order])
+    npar = npar[order]
+    chisq = np.concatenate([[np.nan], 2.0 * np.maximum(0.0, np.diff(llk))])
+    df = np.concatenate([[np.nan], np.diff(npar).astype(float)])
+    with np.errstate(invalid="ignore"):
+        p_value = np.where(df > 0, st.chi2.sf(chisq, np.where(df > 0, df, 1.0)), np.nan)
+    return pd.DataFrame(
+        {
+            "npar": npar,
+            "AIC": [models[k].aic_ for k in order],
+            "BIC": [models[k].bic_ for k in order],
+            "logLik": llk,
+            "deviance": -2.0 * llk,
+            "Chisq": chisq,
+            "Df": df,
+            "p_value": p_value,
+        },
+        index=[names[k] for k in order],
+    )
+
+
+def group_variance_lrt(model):
+    """Likelihood-ratio test of s2u = 0 against the model without random effects.
+
+    The statistic compares the fit's criterion (REML or ML) at its optimum and at
+    lambda = 0, which is the linear model's (lm's logLik, with REML matching too).
+    s2u = 0 is on the boundary, so the null distribution is the 50:50 mixture of
+    chi2(0) and chi2(1) (Self & Liang 1987): p = P(chi2_1 > stat) / 2, and 1 at 0.
+
+    Parameters
+    ----------
+    model : fitted RandomInterceptRegressor
+
+    Returns
+    -------
+    dict
+        ``statistic``, ``df`` (1), ``p_value`` and ``log_likelihood_null``, the
+        log-likelihood of the model without random effects (lm's).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skhlm import RandomInterceptRegressor
+    >>> rng = np.random.default_rng(0)
+    >>> g = np.repeat(np.arange(20), 10)
+    >>> X = rng.normal(size=(200, 1))
+    >>> y = X[:, 0] + rng.normal(size=20)[g] + rng.normal(size=200)
+    >>> m = RandomInterceptRegressor().fit(X, y, groups=g)
+    >>> from skhlm._compare import group_variance_lrt
+    >>> round(group_variance_lrt(m)["statistic"], 3)
+    106.359
+    """
+    if not model.groups_.size:
+        raise ValueError(
+            "group_variance_lrt needs a model fitted with groups; this one has no "
+            "random effects to test. Refit with fit(X, y, groups=labels)."
+        )
+    stats, s = model._stats, model._standardization
+    lam = model.variance_components_["group"] / model.variance_components_["residual"]
+    null_criterion = obj.profiled_criterion(stats, 0.0, model.method)
+    # Both criteria from the same function, so a boundary fit gives exactly 0.
+    statistic = max(null_criterion - obj.profiled_criterion(stats, lam, model.method), 0.0)
+    null = -0.5 * null_criterion - s.log_jacobian(stats.n_obs, model.method)
+    p_value = 1.0 if statistic == 0.0 else 0.5 * float(st.chi2.sf(statistic, 1))
+    return {"statistic": statistic, "df": 1, "p_value": p_value, "log_likelihood_null": float(null)}
+
+
+def refit_ml(model):
+    """An ML-fitted copy of a REML model, from its sufficient statistics (no data).
+
+    An ML model is returned as is.  The copy's scaled residual quantiles are the
+    REML fit's: recomputing them would need the rows.
+    """
+    if model.method == "ml":
+        return model
+    copy = clone(model).set_params(method="ml")
+    stats = model._stats
+    if model.groups_.size:
+        result = _em.fit(stats, "ml", max_iter=model.max_iter, tol=model.tol)
+        levels = model.groups_
+    else:
+        result, levels = _em.boundary_fit(stats, "ml"), None
+    copy._set_fitted(result, stats, model._standardization, levels)
+    copy.n_features_in_ = model.n_features_in_
+    if hasattr(model, "feature_names_in_"):
+        copy.feature_names_in_ = model.feature_names_in_
+    copy._scaled_residual_quantiles = model._scaled_residual_quantiles
+    return copy
+
+
+def _n_parameters(model):
+    """Fixed effects (linearly redundant ones dropped) plus 2 variances, or 1 for s2e
+    alone without groups: lme4's npar and the k of AIC."""
+    return model._stats.n_params + (2 if model.groups_.size else 1)
+
+
+def _fixed_signature(model):
+    """What identifies a fixed-effects design: the intercept, the feature names and
+    the columns' own statistics (which differ when the columns do)."""
+    s = model._standardization
+    names = tuple(getattr(model, "feature_names_in_", ()))
+    return (
+        s.fit_intercept,
+        model.n_features_in_,
+        names,
+        s.kept.tobytes(),
+        np.round(s.x_offset, 10).tobytes(),
+        np.round(s.x_scale, 10).tobytes(),
+    )
+
+
+def _response_moments(model):
+    """n, sum y, sum y^2 in the user's units, from the standardized statistics."""
+    s, stats = model._standardization, model._stats
+    total = s.y_scale * stats.group_ysum.sum() + stats.n_obs * s.y_offset
+    squares = s.y_scale**2 * stats.yty + 2.0 * s.y_offset * (total - stats.n_obs * s.y_offset)
+    squares += stats.n_obs * s.y_offset**2
+    return stats.n_obs, total, squares
+
+
+def _group_totals(model):
+    s, stats = model._standardization, model._stats
+    return s.y_scale * stats.group_ysum + stats.group_sizes * s.y_offset
+
+
+def _check_same_data(models, names):
+    first = models[0]
+    n0, total0, squares0 = _response_moments(first)
+    for m, name in zip(models[1:], names[1:]):
+        n, total, squares = _response_moments(m)
+        # Sums can cancel to ~0; compare them on the scale of sqrt(n sum y^2).
+        atol = _SAME_DATA_RTOL * np.sqrt(n0 * squares0)
+        same = n == n0 and np.isclose(squares, squares0, rtol=_SAME_DATA_RTOL, atol=0)
+        same = same and np.isclose(total, total0, rtol=0, atol=atol)
+        if same and first.groups_.size and m.groups_.size:
+            same = np.array_equal(first.groups_, m.groups_) and np.allclose(
+                _group_totals(first), _group_totals(m), rtol=0, atol=atol
+            )
+        if not same:
+            raise ValueError(
+                f"{name} was not fitted to the same data as {names[0]} (the number of "
+                "rows, the response or the groups differ); likelihoods of different "
+                "data are not comparable. Fit all models to the same y and groups."
+            )

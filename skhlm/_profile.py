@@ -1,0 +1,288 @@
+"""Profile-likelihood intervals, on sufficient statistics.
+
+As lme4's ``confint(method="profile")``: the ML deviance profiled over everything
+but the one parameter, for REML fits too (lme4 refits with ML first); and the
+interval of the ICC from the fit's own criterion, a function of lambda alone.  Each
+profiled deviance is a 1-D minimization over lambda on the statistics, so a whole
+table takes a fraction of a second.
+"""
+
+import numpy as np
+import pandas as pd
+from scipy import linalg, optimize
+from scipy import stats as st
+
+from . import _em
+from . import _objective as obj
+from ._inference import _has_groups, check_level, coefficient_names, internal_variances, user_map
+
+# Relative tolerance of the outer root finds of the profile intervals; the inner
+# minimizations over lambda are tighter (_INNER_XTOL) so that their error, which
+# enters the deviance quadratically, stays below 1e-12.
+_ROOT_RTOL = 1e-10
+_INNER_XTOL = 1e-7
+# Half-width of the search interval of the inner minimizations, in log(lambda).
+_LOG_LAMBDA_SPAN = 30.0
+
+
+def _minimize_over_lambda(fun, lam_start, *, allow_zero=True):
+    """min over lambda >= 0 of a smooth fun: Brent in log(lambda), then lambda = 0.
+
+    The log scale makes the search scale-free; lambda = 0 itself (a boundary
+    optimum, which log(lambda) only approaches) is checked separately.
+    """
+    center = np.log(max(lam_start, 1e-6))
+    res = optimize.minimize_scalar(
+        lambda t: fun(np.exp(t)),
+        bounds=(center - _LOG_LAMBDA_SPAN, center + _LOG_LAMBDA_SPAN),
+        method="bounded",
+        options={"xatol": _INNER_XTOL},
+    )
+    best_lam, best = float(np.exp(res.x)), float(res.fun)
+    if allow_zero:
+        at_zero = fun(0.0)
+        if at_zero <= best:
+            return 0.0, at_zero
+    return best_lam, best
+
+
+def _ml_deviance(stats, lam, s2e):
+    """The ML deviance at (lambda, s2e), profiled over beta only."""
+    rss = obj.penalized_rss(stats, obj.gls_beta(stats, lam)[0], lam)
+    n = stats.n_obs
+    return obj.log_det_v_ratio(stats, lam) + rss / s2e + n * (obj.LOG_2PI + np.log(s2e))
+
+
+def profile_sigma(stats, sigma, lam_start, has_groups=True):
+    """ML deviance profiled at a fixed residual sd ``sigma``: min over lambda >= 0."""
+    s2e = sigma**2
+    if not has_groups:
+        return _ml_deviance(stats, 0.0, s2e)
+    return _minimize_over_lambda(lambda lam: _ml_deviance(stats, lam, s2e), lam_start)[1]
+
+
+def profile_sigma_u(stats, sigma_u, lam_start):
+    """ML deviance profiled at a fixed group sd ``sigma_u`` (s2e = sigma_u^2 / lambda)."""
+    if sigma_u == 0.0:
+        return obj.profiled_criterion(stats, 0.0, "ml")
+    s2u = sigma_u**2
+    return _minimize_over_lambda(
+        lambda lam: _ml_deviance(stats, lam, s2u / lam), lam_start, allow_zero=False
+    )[1]
+
+
+def constrained_stats(stats, contrast, value):
+    """Statistics of the model restricted to contrast'beta = value.
+
+    beta = contrast value / |contrast|^2 + N gamma, N an orthonormal basis of the
+    contrast's null space: the design becomes X N and the response
+    y - X contrast value / |contrast|^2, both expressed through the statistics.
+    """
+    null = linalg.null_space(contrast[None, :])
+    shift = contrast * (value / (contrast @ contrast))
+    xty_shift = stats.xty - stats.xtx @ shift
+    return type(stats)(
+        xtx=null.T @ stats.xtx @ null,
+        xty=null.T @ xty_shift,
+        yty=float(stats.yty - 2.0 * shift @ stats.xty + shift @ stats.xtx @ shift),
+        n_obs=stats.n_obs,
+        group_sizes=stats.group_sizes,
+        group_xsum=stats.group_xsum @ null,
+        group_ysum=stats.group_ysum - stats.group_xsum @ shift,
+    )
+
+
+def profile_contrast(stats, contrast, value, lam_start, has_groups=True):
+    """ML deviance profiled at contrast'beta = value (over lambda, s2e, the rest)."""
+    sub = constrained_stats(stats, contrast, value)
+    if not has_groups:
+        return obj.profiled_criterion(sub, 0.0, "ml")
+    return _minimize_over_lambda(lambda lam: obj.profiled_criterion(sub, lam, "ml"), lam_start)[1]
+
+
+def profile_bounds(excess, estimate, step, critical, *, floor=None, floor_attainable=False):
+    """The two roots of excess(x) = critical around ``estimate``.
+
+    ``excess(x)`` is the profiled deviance minus its minimum.  Brackets grow
+    geometrically from ``step``, and approach ``floor`` (0 for a standard deviation)
+    geometrically, never touching it unless ``floor_attainable``: then the lower
+    bound is the floor itself when the excess there stays below ``critical``, as
+    lme4 reports 0 for a group sd.  A side whose excess never reaches ``critical``
+    is NaN.
+    """
+
+    def root(a, b):
+        return optimize.brentq(
+            lambda x: excess(x) - critical, a, b, xtol=_ROOT_RTOL * step, rtol=_ROOT_RTOL
+        )
+
+    def search(direction):
+        inner = estimate
+        for k in range(64):
+            outer = estimate + direction * step * 2.0**k
+            if floor is not None and outer <= floor:
+                outer = floor + 0.25 * (inner - floor)
+            if excess(outer) > critical:
+                return root(min(inner, outer), max(inner, outer))
+            inner = outer
+        return np.nan
+
+    if floor_attainable:
+        lower = floor if excess(floor) <= critical else root(floor, estimate)
+    else:
+        lower = search(-1.0)
+    return lower, search(1.0)
+
+
+def ml_optimum(stats, has_groups=True):
+    """(s2u, s2e, minimum deviance) of the ML fit: what lme4's profile starts from."""
+    if not has_groups:
+        return 0.0, obj.profiled_s2e(stats, 0.0, "ml"), obj.profiled_criterion(stats, 0.0, "ml")
+    fit = _em.fit(stats, "ml", max_iter=1000, tol=1e-10)
+    return fit.s2u, fit.s2e, obj.profiled_criterion(stats, fit.s2u / fit.s2e, "ml")
+
+
+def sd_profile_bounds(stats, optimum, level, has_groups=True):
+    """Profile intervals of (sigma_u, sigma), internal units, from the ML deviance
+    around its ``optimum`` (s2u, s2e, deviance): see :func:`ml_optimum`."""
+    s2u, s2e, base = optimum
+    lam = s2u / s2e
+    crit = st.chi2.ppf(level, 1)
+    sigma, sigma_u = np.sqrt(s2e), np.sqrt(s2u)
+    rows = {}
+    if has_groups:
+        rows["Groups"] = profile_bounds(
+            lambda s: profile_sigma_u(stats, s, lam) - base,
+            sigma_u,
+            0.1 * (sigma_u or sigma),
+            crit,
+            floor=0.0,
+            floor_attainable=True,
+        )
+    else:
+        rows["Groups"] = (np.nan, np.nan)
+    rows["Residual"] = profile_bounds(
+        lambda s: profile_sigma(stats, s, lam, has_groups) - base,
+        sigma,
+        0.1 * sigma,
+        crit,
+        floor=0.0,
+    )
+    return rows
+
+
+def lambda_profile_bounds(stats, method, lam_hat, level):
+    """Interval of lambda = s2u / s2e from the fit's own criterion, profiled in lambda.
+
+    Lambda is the only parameter left in the profiled criterion, so this is its
+    exact profile likelihood; the upper bound is inf when the criterion never rises
+    by the critical value (too few groups to bound the between-group variance).
+    """
+    base = obj.profiled_criterion(stats, lam_hat, method)
+    crit = st.chi2.ppf(level, 1)
+
+    def excess(theta):
+        return obj.profiled_criterion(stats, theta**2, method) - base
+
+    theta = np.sqrt(lam_hat)
+    lower, upper = profile_bounds(
+        excess, theta, 0.5 * max(theta, 0.1), crit, floor=0.0, floor_attainable=True
+    )
+    return lower**2, (np.inf if np.isnan(upper) else upper**2)
+
+
+# -- Model-level functions: user units --
+
+
+def profile_intervals(model, level=0.95, *, fixed=True):
+    """Profile-likelihood intervals: lme4's ``confint(method="profile")``.
+
+    As lme4, the ML deviance is profiled, also for a REML fit (refitted with ML
+    from the sufficient statistics).  Rows "Groups" and "Residual" are standard
+    deviations; then, with ``fixed=True``, the intercept and the features.  The
+    lower bound of "Groups" is 0 when the deviance at s2u = 0 is within the
+    critical value, as lme4 reports.
+
+    Parameters
+    ----------
+    model : fitted RandomInterceptRegressor
+    level : float, default=0.95
+    fixed : bool, default=True
+        Also profile the fixed effects (one more 1-D search each).
+
+    Returns
+    -------
+    DataFrame
+        Columns ``lower`` and ``upper``; a redundant feature's row is NaN.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skhlm import RandomInterceptRegressor
+    >>> rng = np.random.default_rng(0)
+    >>> g = np.repeat(np.arange(20), 10)
+    >>> X = rng.normal(size=(200, 1))
+    >>> y = X[:, 0] + rng.normal(size=20)[g] + rng.normal(size=200)
+    >>> m = RandomInterceptRegressor().fit(X, y, groups=g)
+    >>> from skhlm._profile import profile_intervals
+    >>> profile_intervals(m).round(3)
+               lower  upper
+    Groups     0.808  1.596
+    Residual   0.920  1.132
+    Intercept -0.525  0.536
+    x0         0.770  1.082
+    """
+    check_level(level)
+    stats, s = model._stats, model._standardization
+    has_groups = _has_groups(model)
+    optimum = ml_optimum(stats, has_groups)
+    rows = sd_profile_bounds(stats, optimum, level, has_groups)
+    rows = {k: tuple(s.y_scale * np.asarray(v)) for k, v in rows.items()}
+    if fixed:
+        s2u, s2e, base = optimum
+        lam = s2u / s2e
+        beta = obj.gls_beta(stats, lam)[0]
+        cov = s2e * linalg.inv(obj.gls_system(stats, lam)[0])
+        t, est = user_map(s)
+        crit = st.chi2.ppf(level, 1)
+        offset = s.y_offset if s.fit_intercept else 0.0
+        for k, name in enumerate(coefficient_names(model)):
+            if not est[k]:
+                rows[name] = (np.nan, np.nan)
+                continue
+            l = t[k]
+            lo, hi = profile_bounds(
+                lambda b, l=l: profile_contrast(stats, l, b, lam, has_groups) - base,
+                l @ beta,
+                np.sqrt(l @ cov @ l),
+                crit,
+            )
+            shift = offset if (s.fit_intercept and k == 0) else 0.0
+            rows[name] = (lo + shift, hi + shift)
+    return pd.DataFrame.from_dict(rows, orient="index", columns=["lower", "upper"])
+
+
+def icc_interval(model, level=0.95):
+    """Profile-likelihood interval of the ICC = lambda / (1 + lambda).
+
+    The fit's own criterion (REML or ML) profiled over beta and s2e is a function of
+    lambda alone, and the ICC is monotone in lambda, so the interval is exact for
+    that likelihood and invariant to the parametrization.
+
+    Parameters
+    ----------
+    model : fitted RandomInterceptRegressor
+    level : float, default=0.95
+
+    Returns
+    -------
+    (lower, upper) : tuple of float
+        Lower is 0 when s2u = 0 is inside the interval; upper is 1 when the
+        likelihood does not bound the ratio (very few groups); (0, 0) without groups.
+    """
+    check_level(level)
+    if not _has_groups(model):
+        return 0.0, 0.0
+    s2u, s2e = internal_variances(model)
+    lo, hi = lambda_profile_bounds(model._stats, model.method, s2u / s2e, level)
+    return lo / (1.0 + lo), (1.0 if np.isinf(hi) else hi / (1.0 + hi))

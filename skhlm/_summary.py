@@ -1,0 +1,349 @@
+"""The result of ``summary()``: numbers as attributes, and lme4's printed layout.
+
+:func:`summarize` gathers the numbers (computed in skhlm._inference) into a
+:class:`Summary`, which only holds and formats them; :func:`fixed_effects_table`
+builds its table of t tests.  The printed block follows
+``print(summary(lmerTest::lmer(...)))``: criterion, scaled residuals, random
+effects, counts, fixed effects with significance codes, then one line lme4 does
+not print, the ICC with its interval.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import stats as st
+
+from . import _inference as inf
+from . import _profile
+from ._compare import group_variance_lrt
+
+# R's format.pval prints p-values below the machine epsilon as "< 2e-16".
+_P_FLOOR = 2.2e-16
+_SIGNIF_LEGEND = "Signif. codes:  0 '***' 0.001 '**' 0.01 '*' 0.05 '.' 0.1 ' ' 1"
+_DDF = {"satterthwaite", "residual", "asymptotic"}
+
+
+@dataclass(frozen=True, repr=False)
+class Summary:
+    """Summary of a fitted RandomInterceptRegressor, laid out like lme4's.
+
+    Attributes
+    ----------
+    method : {"reml", "ml"}
+    ddf : {"satterthwaite", "residual", "asymptotic"}
+        How ``fixed_effects`` got its degrees of freedom.
+    level : float
+        Confidence level of the intervals.
+    formula : str
+        The model in lme4's notation, for the printed header.
+    fixed_effects : DataFrame
+        Rows "Intercept" (when fitted) then the features; columns ``estimate``,
+        ``std_error``, ``df``, ``t_value``, ``p_value``, ``ci_lower``, ``ci_upper``
+        (Wald intervals with the t quantile at ``df``; normal when ``df`` is inf).
+    random_effects : DataFrame
+        Rows "Groups" and "Residual", columns ``variance`` and ``std_dev``.
+    icc : float
+    icc_interval : tuple of float
+        Profile-likelihood interval of the ICC at ``level``.
+    log_likelihood, aic, bic : float
+    deviance : float or None
+        -2 log-likelihood of an ML fit (None for REML).
+    reml_criterion : float or None
+        -2 REML log-likelihood of a REML fit (None for ML).
+    n_obs, n_groups, n_iter : int
+    singular, converged : bool
+    residual_quantiles : ndarray of shape (5,)
+        Min, Q1, median, Q3, max of the scaled conditional residuals.
+    confint : DataFrame or None
+        Profile-likelihood intervals (columns ``lower``, ``upper``; rows "Groups"
+        and "Residual" as standard deviations, then the fixed effects), as lme4's
+        ``confint(method="profile")``: from the ML deviance, for REML fits too.
+    group_variance_test : dict or None
+        Likelihood-ratio test of s2u = 0 (is the multilevel model needed?):
+        ``statistic``, ``df``, ``p_value`` from the 50:50 mixture of chi2(0) and
+        chi2(1), ``log_likelihood_null``.  None for a model fitted without groups.
+    group_intercepts : DataFrame or None
+        Each group's random intercept (BLUP) with its conditional standard error
+        and prediction interval at ``level``, indexed by group.
+    """
+
+    method: str
+    ddf: str
+    level: float
+    formula: str
+    fixed_effects: pd.DataFrame
+    random_effects: pd.DataFrame
+    icc: float
+    icc_interval: tuple
+    log_likelihood: float
+    aic: float
+    bic: float
+    deviance: float | None
+    reml_criterion: float | None
+    n_obs: int
+    n_groups: int
+    singular: bool
+    converged: bool
+    n_iter: int
+    residual_quantiles: np.ndarray
+    confint: pd.DataFrame | None = None
+    group_variance_test: dict | None = None
+    group_intercepts: pd.DataFrame | None = None
+
+    def __str__(self):
+        return "\n".join(
+            _header(self)
+            + [""]
+            + _criterion(self)
+            + [""]
+            + _residuals(self.residual_quantiles)
+            + [""]
+            + _random_effects(self)
+            + [""]
+            + _fixed_effects(self.fixed_effects, self.ddf)
+            + [""]
+            + _icc(self)
+        )
+
+    __repr__ = __str__
+
+
+def summarize(model, *, level=0.95, ddf="satterthwaite"):
+    """The lme4-style summary of a fitted model.
+
+    Parameters
+    ----------
+    model : fitted RandomInterceptRegressor
+    level : float, default=0.95
+        Confidence level of the Wald, profile and ICC intervals.
+    ddf : {"satterthwaite", "residual", "asymptotic"}, default="satterthwaite"
+        Denominator degrees of freedom of the t tests: Satterthwaite's (as
+        lmerTest), n - p, or none (z tests).
+
+    Returns
+    -------
+    Summary
+        Its attributes hold the tables and numbers; ``print`` shows lme4's layout.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skhlm import RandomInterceptRegressor
+    >>> from skhlm._summary import summarize
+    >>> rng = np.random.default_rng(0)
+    >>> g = np.repeat(np.arange(20), 10)
+    >>> X = rng.normal(size=(200, 1))
+    >>> y = X[:, 0] + rng.normal(size=20)[g] + rng.normal(size=200)
+    >>> s = summarize(RandomInterceptRegressor().fit(X, y, groups=g))
+    >>> s.fixed_effects[["estimate", "std_error", "df"]].round(3)
+               estimate  std_error       df
+    Intercept     0.005      0.264   19.001
+    x0            0.926      0.079  182.446
+    >>> s.random_effects.round(3)
+              variance  std_dev
+    Groups       1.295    1.138
+    Residual     1.039    1.020
+    """
+    fixed = fixed_effects_table(model, level, ddf)
+    vc = model.variance_components_
+    random = pd.DataFrame(
+        {"variance": [vc["group"], vc["residual"]]}, index=["Groups", "Residual"]
+    )
+    random["std_dev"] = np.sqrt(random["variance"])
+    criterion = -2.0 * model.log_likelihood_
+    return Summary(
+        method=model.method,
+        ddf=ddf,
+        level=level,
+        formula=formula(model),
+        fixed_effects=fixed,
+        random_effects=random,
+        icc=float(model.icc_),
+        icc_interval=_profile.icc_interval(model, level),
+        log_likelihood=float(model.log_likelihood_),
+        aic=float(model.aic_),
+        bic=float(model.bic_),
+        deviance=criterion if model.method == "ml" else None,
+        reml_criterion=criterion if model.method == "reml" else None,
+        n_obs=int(model._stats.n_obs),
+        n_groups=int(model.groups_.size),
+        singular=bool(model.singular_),
+        converged=bool(model.converged_),
+        n_iter=int(model.n_iter_),
+        residual_quantiles=np.asarray(model._scaled_residual_quantiles),
+        confint=_profile.profile_intervals(model, level),
+        group_variance_test=group_variance_lrt(model) if model.groups_.size else None,
+        group_intercepts=inf.random_effects_intervals(model, level) if model.groups_.size else None,
+    )
+
+
+def fixed_effects_table(model, level=0.95, ddf="satterthwaite"):
+    """Estimates, standard errors, df, t tests and Wald intervals of the fixed effects.
+
+    ``ddf="satterthwaite"`` (lmerTest's default), ``"residual"`` (n - p) or
+    ``"asymptotic"`` (z tests, df = inf).  Without groups the model is a linear
+    regression and Satterthwaite's df is its exact n - p.  The intervals use the
+    t quantile at the same df, as lmerTest's ``contest(..., confint=TRUE)``.
+    """
+    inf.check_level(level)
+    if ddf not in _DDF:
+        raise ValueError(f"ddf must be one of {sorted(_DDF)}, got {ddf!r}.")
+    stats = model._stats
+    t, est = inf.user_map(model._standardization)
+    estimate = model.coef_
+    if model.fit_intercept:
+        estimate = np.concatenate([[model.intercept_], estimate])
+    se = np.sqrt(np.diag(inf.coef_covariance(model)))
+    df = np.full(se.shape, np.nan)
+    if ddf == "asymptotic":
+        df[est] = np.inf
+    elif ddf == "satterthwaite" and model.groups_.size:
+        s2u, s2e = inf.internal_variances(model)
+        df[est] = inf.satterthwaite_df(stats, s2u, s2e, model.method, t[est])
+    else:
+        df[est] = stats.n_obs - stats.n_params
+    with np.errstate(invalid="ignore"):
+        t_value = estimate / se
+        p_value = 2.0 * st.t.sf(np.abs(t_value), df)
+        half = st.t.ppf(0.5 + level / 2.0, df) * se
+    return pd.DataFrame(
+        {
+            "estimate": estimate,
+            "std_error": se,
+            "df": df,
+            "t_value": t_value,
+            "p_value": p_value,
+            "ci_lower": estimate - half,
+            "ci_upper": estimate + half,
+        },
+        index=inf.coefficient_names(model),
+    )
+
+
+def formula(model):
+    """The model in lme4's notation, with the feature names as terms."""
+    names = inf.coefficient_names(model)
+    terms = [n for n in names if n != "Intercept"] if model.fit_intercept else ["0"] + names
+    terms = terms or ["1"]
+    if model.groups_.size:
+        terms.append("(1 | group)")
+    return "y ~ " + " + ".join(terms)
+
+
+def _header(s):
+    fit = "REML" if s.method == "reml" else "maximum likelihood"
+    tests = {
+        "satterthwaite": "t-tests use Satterthwaite's method",
+        "residual": "t-tests use n - p residual degrees of freedom",
+        "asymptotic": "Wald z-tests",
+    }[s.ddf]
+    kind = "Linear mixed model" if s.n_groups else "Linear model (no groups)"
+    lines = [f"{kind} fit by {fit}. {tests}", f"Formula: {s.formula}"]
+    if s.singular:
+        lines.append("Boundary (singular) fit: the group variance is estimated at 0")
+    if not s.converged:
+        lines.append(f"Warning: EM did not converge in {s.n_iter} iterations")
+    return lines
+
+
+def _criterion(s):
+    if s.method == "reml":
+        return [f"REML criterion at convergence: {s.reml_criterion:.1f}"]
+    n_par = s.fixed_effects["std_error"].notna().sum() + (2 if s.n_groups else 1)
+    values = [s.aic, s.bic, s.log_likelihood, s.deviance]
+    cells = [f"{v:.1f}" for v in values] + [str(s.n_obs - n_par)]
+    names = ["AIC", "BIC", "logLik", "deviance", "df.resid"]
+    width = [max(len(a), len(b)) for a, b in zip(names, cells)]
+    return [
+        " ".join(n.rjust(w) for n, w in zip(names, width)),
+        " ".join(c.rjust(w) for c, w in zip(cells, width)),
+    ]
+
+
+def _residuals(q):
+    cells = [f"{v:.4f}" for v in q]
+    width = max(len(c) for c in cells)
+    names = ["Min", "1Q", "Median", "3Q", "Max"]
+    return [
+        "Scaled residuals:",
+        " ".join(n.rjust(width) for n in names),
+        " ".join(c.rjust(width) for c in cells),
+    ]
+
+
+def _common_decimals(values, digits=4):
+    """Format a column as R's format(x, digits=4): enough decimals for every value
+    to show ``digits`` significant digits, the same number for all."""
+    finite = np.abs([v for v in values if np.isfinite(v) and v != 0])
+    decimals = 0
+    if finite.size:
+        decimals = int(np.clip(digits - 1 - np.floor(np.log10(finite.min())), 0, 12))
+    return [f"{v:.{decimals}f}" if np.isfinite(v) else "NA" for v in values]
+
+
+def _random_effects(s):
+    re = s.random_effects
+    var = _common_decimals(re["variance"])
+    sd = _common_decimals(re["std_dev"])
+    wv, ws = max(8, *map(len, var)), max(8, *map(len, sd))
+    lines = ["Random effects:", " " + " " * 9 + "Variance".rjust(wv) + " " + "Std.Dev.".rjust(ws)]
+    for name, v, d in zip(re.index, var, sd):
+        lines.append(f" {name:<9}{v.rjust(wv)} {d.rjust(ws)}")
+    lines.append(f"Number of obs: {s.n_obs}, groups: {s.n_groups}")
+    return lines
+
+
+def _format_p(p):
+    if not np.isfinite(p):
+        return "NA"
+    return "< 2e-16" if p < _P_FLOOR else f"{p:.3g}"
+
+
+def _stars(p):
+    if not np.isfinite(p):
+        return ""
+    for cut, mark in ((0.001, "***"), (0.01, "**"), (0.05, "*"), (0.1, ".")):
+        if p < cut:
+            return mark
+    return ""
+
+
+def _fixed_effects(fe, ddf):
+    se = fe["std_error"].to_numpy()
+    finite = se[np.isfinite(se) & (se > 0)]
+    # Four significant digits on the smallest standard error, as printCoefmat.
+    decimals = int(np.clip(3 - np.floor(np.log10(finite.min())), 0, 10)) if finite.size else 3
+    z_test = ddf == "asymptotic"
+    names = ["Estimate", "Std. Error"] + ([] if z_test else ["df"])
+    names += ["z value", "Pr(>|z|)"] if z_test else ["t value", "Pr(>|t|)"]
+    rows = []
+    for name, r in fe.iterrows():
+        cells = [f"{r.estimate:.{decimals}f}", f"{r.std_error:.{decimals}f}"]
+        if not z_test:
+            cells.append(f"{r.df:.3f}")
+        cells += [f"{r.t_value:.3f}", _format_p(r.p_value)]
+        rows.append((str(name), [c.replace("nan", "NA") for c in cells], _stars(r.p_value)))
+    label_w = max([len(r[0]) for r in rows] + [0])
+    widths = [max(len(n), *(len(r[1][k]) for r in rows)) for k, n in enumerate(names)]
+    header = " ".join(n.rjust(w) for n, w in zip(names, widths))
+    lines = ["Fixed effects:", " " * label_w + " " + header]
+    for label, cells, stars in rows:
+        body = " ".join(c.rjust(w) for c, w in zip(cells, widths))
+        lines.append(f"{label:<{label_w}} {body} {stars}".rstrip())
+    return lines + ["---", _SIGNIF_LEGEND]
+
+
+def _icc(s):
+    if not s.n_groups:
+        return ["ICC: 0 (no groups)"]
+    lo, hi = s.icc_interval
+    pct = f"{100 * s.level:g}%"
+    test = s.group_variance_test
+    p = _format_p(test["p_value"])
+    p = p if p.startswith("<") else f"= {p}"
+    return [
+        f"ICC: {s.icc:.4f}, {pct} profile-likelihood interval [{lo:.4f}, {hi:.4f}]",
+        f"LRT of s2u = 0: chi2 = {test['statistic']:.4g}, p {p} "
+        "(50:50 mixture of chi2(0) and chi2(1))",
+    ]

@@ -1,0 +1,447 @@
+"""Inference against lme4 1.1-31 / lmerTest 3.1-3, dense formulas and simulation.
+
+Tolerances are the project's requirements (issue 4): standard errors and Wald
+bounds 1e-5 relative, Satterthwaite df 1e-3, p-values 1e-4, profile intervals 1e-3
+(lme4 interpolates its profile with splines), condVar 1e-6, LRT statistics 1e-6.
+"""
+
+import dense
+import numpy as np
+import pandas as pd
+import pytest
+from lme4_reference import design, fit_keys, reference
+from scipy import stats as st
+from scipy.optimize import approx_fprime, minimize_scalar
+
+from skhlm import RandomInterceptRegressor
+from skhlm import _inference as inf
+from skhlm import _profile
+from skhlm import _objective as obj
+from skhlm._compare import compare, group_variance_lrt
+from skhlm._summary import fixed_effects_table
+
+# A p-value's relative condition number in t is about t^2 df / (df + t^2): for the
+# t ~ 100 of some intercepts, the 1e-6 agreement of t becomes 1e-3 in p.  So p-values
+# below _SMALL_P are compared on the log scale (still 1e-4 relative), and those below
+# the smallest normal double, where R's own value keeps few digits, not at all.
+_SMALL_P = 1e-12
+_TINY = 1e-300
+
+
+@pytest.fixture(scope="module", params=fit_keys())
+def case(request):
+    key = request.param
+    X, y, groups, ref = design(key)
+    model = RandomInterceptRegressor(method=key.split("/")[-1]).fit(X, y, groups=groups)
+    return key, model, ref
+
+
+def test_coef_covariance_equals_vcov(case):
+    _, model, ref = case
+    np.testing.assert_allclose(inf.coef_covariance(model), ref["vcov"], rtol=1e-5)
+
+
+def test_standard_errors_and_t_values(case):
+    _, model, ref = case
+    fe = fixed_effects_table(model)
+    sat = ref["satterthwaite"]
+    assert list(fe.index)[1:] == ref["fixef_names"][1:]
+    np.testing.assert_allclose(fe["std_error"], sat["std_error"], rtol=1e-5)
+    np.testing.assert_allclose(fe["t_value"], sat["t_value"], rtol=1e-5)
+
+
+def test_satterthwaite_df(case):
+    _, model, ref = case
+    fe = fixed_effects_table(model)
+    np.testing.assert_allclose(fe["df"], ref["satterthwaite"]["df"], rtol=1e-3)
+
+
+@pytest.mark.parametrize("key", sorted(reference()["satterthwaite_centered"]))
+def test_satterthwaite_df_where_lmertest_is_exact(key):
+    # On offset_scale lmerTest's numerical derivatives are off by ~1e-4; on centered
+    # columns (same slopes, same df) they are good to ~1e-7, and so are ours.
+    X, y, groups, _ = design(key)
+    model = RandomInterceptRegressor(method=key.split("/")[-1]).fit(X, y, groups=groups)
+    ref = reference()["satterthwaite_centered"][key]
+    df = fixed_effects_table(model)["df"]
+    np.testing.assert_allclose(df[ref["terms"]], ref["df"], rtol=1e-6)
+
+
+def test_p_values(case):
+    _, model, ref = case
+    ours = fixed_effects_table(model)["p_value"].to_numpy()
+    theirs = np.array(ref["satterthwaite"]["p_value"])
+    usual = theirs >= _SMALL_P
+    np.testing.assert_allclose(ours[usual], theirs[usual], rtol=1e-4)
+    small = ~usual & (theirs > _TINY)
+    np.testing.assert_allclose(np.log(ours[small]), np.log(theirs[small]), rtol=1e-4)
+    assert (ours[theirs <= _TINY] <= 1e-290).all()
+
+
+def test_wald_intervals(case):
+    _, model, ref = case
+    z = fixed_effects_table(model, ddf="asymptotic")
+    np.testing.assert_allclose(z["ci_lower"], ref["confint_wald"]["lower"], rtol=1e-5)
+    np.testing.assert_allclose(z["ci_upper"], ref["confint_wald"]["upper"], rtol=1e-5)
+    t = fixed_effects_table(model)
+    np.testing.assert_allclose(t["ci_lower"], ref["satterthwaite_ci"]["lower"], rtol=1e-5)
+    np.testing.assert_allclose(t["ci_upper"], ref["satterthwaite_ci"]["upper"], rtol=1e-5)
+
+
+def test_residual_ddf(case):
+    _, model, ref = case
+    fe = fixed_effects_table(model, ddf="residual", level=0.9)
+    dof = ref["n_obs"] - len(ref["fixef_names"])
+    assert (fe["df"] == dof).all()
+    expected = 2 * st.t.sf(np.abs(fe["t_value"]), dof)
+    np.testing.assert_allclose(fe["p_value"], expected, rtol=1e-12)
+    half = st.t.ppf(0.95, dof) * fe["std_error"]
+    np.testing.assert_allclose(fe["ci_upper"] - fe["estimate"], half, rtol=1e-10)
+
+
+def test_profile_intervals(case):
+    _, model, ref = case
+    ours = _profile.profile_intervals(model)
+    theirs = ref["confint_profile"]
+    np.testing.assert_allclose(ours.loc["Groups"], theirs[".sig01"], rtol=1e-3)
+    np.testing.assert_allclose(ours.loc["Residual"], theirs[".sigma"], rtol=1e-3)
+    for name, r_name in zip(ours.index[2:], ref["fixef_names"]):
+        np.testing.assert_allclose(ours.loc[name], theirs[r_name], rtol=1e-3)
+    if ref["isSingular"]:
+        assert ours.loc["Groups", "lower"] == 0.0
+
+
+def test_condvar(case):
+    _, model, ref = case
+    np.testing.assert_allclose(model.random_effects_var_, ref["condVar"], rtol=1e-6)
+    ci = inf.random_effects_intervals(model, level=0.9)
+    assert list(ci.index) == ref["levels"]
+    half = st.norm.ppf(0.95) * np.sqrt(ref["condVar"])
+    np.testing.assert_allclose(ci["upper"] - ci["estimate"], half, rtol=1e-6)
+
+
+def test_group_variance_lrt(case):
+    _, model, ref = case
+    lrt = group_variance_lrt(model)
+    np.testing.assert_allclose(lrt["log_likelihood_null"], ref["lm_logLik"], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(lrt["statistic"], ref["ranova"]["LRT"], rtol=0, atol=1e-6)
+    if ref["ranova"]["LRT"] > 0:
+        # ranova's p-value is the naive chi2(1) one; the mixture halves it.
+        np.testing.assert_allclose(lrt["p_value"], ref["ranova"]["p_value"] / 2, rtol=1e-4)
+    else:
+        assert lrt["p_value"] == 1.0
+
+
+# -- lme4's anova() ---------------------------------------------------------------
+
+PISA_TERMS = {"rim0": [], "rim1": ["desk", "escs"], "rim2": ["desk", "escs", "stratio"]}
+
+
+def pisa_models(method):
+    d = pd.read_csv(dense_path("pisa"))
+    return [
+        RandomInterceptRegressor(method=method).fit(d[cols], d["y"], groups=d["g"])
+        for cols in PISA_TERMS.values()
+    ]
+
+
+def dense_path(name):
+    from lme4_reference import HERE
+
+    return HERE / f"{name}.csv"
+
+
+@pytest.mark.parametrize(
+    "method, refit, ref_key", [("reml", True, "pisa"), ("ml", False, "pisa_ml")]
+)
+def test_compare_matches_anova(method, refit, ref_key):
+    ref = reference()["anova"][ref_key]
+    full = reference()["anova"]["pisa"]
+    table = compare(*pisa_models(method), refit=refit, names=list(PISA_TERMS))
+    assert list(table.index) == ref["models"]
+    np.testing.assert_array_equal(table["npar"], full["npar"])
+    np.testing.assert_allclose(table["logLik"], ref["logLik"], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(table["AIC"], full["AIC"], rtol=0, atol=2e-6)
+    np.testing.assert_allclose(table["BIC"], full["BIC"], rtol=0, atol=2e-6)
+    np.testing.assert_allclose(table["deviance"], full["deviance"], rtol=0, atol=2e-6)
+    np.testing.assert_allclose(table["Chisq"][1:], ref["Chisq"][1:], rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(table["Df"][1:], full["Df"][1:])
+    np.testing.assert_allclose(table["p_value"][1:], ref["p_value"][1:], rtol=1e-4)
+    assert np.isnan(table.iloc[0][["Chisq", "Df", "p_value"]].astype(float)).all()
+
+
+def test_compare_sorts_by_npar():
+    m0, m1, _ = pisa_models("ml")
+    table = compare(m1, m0, names=["big", "small"])
+    assert list(table.index) == ["small", "big"]
+
+
+def test_compare_refuses_reml_with_different_fixed_effects():
+    m0, m1, _ = pisa_models("reml")
+    with pytest.raises(ValueError, match="different fixed effects.*refit=True"):
+        compare(m0, m1)
+
+
+def test_compare_refuses_mixed_methods():
+    with pytest.raises(ValueError, match="some by ML.*refit=True"):
+        compare(pisa_models("reml")[0], pisa_models("ml")[1])
+
+
+def test_compare_refuses_different_data():
+    d = pd.read_csv(dense_path("pisa"))
+    a = RandomInterceptRegressor(method="ml").fit(d[["desk"]], d["y"], groups=d["g"])
+    b = RandomInterceptRegressor(method="ml").fit(d[["desk"]], d["y"] + 1.0, groups=d["g"])
+    c = RandomInterceptRegressor(method="ml").fit(d[["desk"]], d["y"], groups=np.roll(d["g"], 7))
+    for other in (b, c):
+        with pytest.raises(ValueError, match="not fitted to the same data"):
+            compare(a, other)
+
+
+def test_compare_reml_with_same_fixed_effects_is_the_group_lrt():
+    # Same fixed effects: the REML likelihoods are comparable, and the comparison with
+    # the model without groups is the LRT of s2u = 0 (with the naive chi2 p-value).
+    d = pd.read_csv(dense_path("pisa"))
+    X = d[["desk", "escs"]]
+    with_groups = RandomInterceptRegressor().fit(X, d["y"], groups=d["g"])
+    with pytest.warns(UserWarning, match="no groups"):
+        without = RandomInterceptRegressor().fit(X, d["y"])
+    table = compare(with_groups, without)
+    lrt = group_variance_lrt(with_groups)
+    assert table.index[0] == "m2"
+    np.testing.assert_allclose(table["Chisq"].iloc[1], lrt["statistic"], rtol=1e-12)
+    np.testing.assert_allclose(table["p_value"].iloc[1], 2 * lrt["p_value"], rtol=1e-10)
+
+
+# -- closed forms and dense formulas ----------------------------------------------
+
+
+def balanced(seed=1, n_groups=15, size=8):
+    """Balanced groups; x varies within groups only (zero group means)."""
+    rng = np.random.default_rng(seed)
+    codes = np.repeat(np.arange(n_groups), size)
+    x = rng.normal(size=codes.size)
+    x -= np.bincount(codes, x)[codes] / size
+    y = 1.0 + 0.5 * x + rng.normal(size=n_groups)[codes] + rng.normal(size=codes.size)
+    return x[:, None], y, codes
+
+
+def test_satterthwaite_closed_forms_balanced():
+    # Balanced one-way layout, REML: Var(intercept) = MSB / n is a multiple of one
+    # mean square on G - 1 df, and a purely within-group slope has Var = s2e / Sxx
+    # with s2e = MSW on N - G - 1 df; Satterthwaite's df are exactly these.
+    X, y, codes = balanced()
+    model = RandomInterceptRegressor().fit(X, y, groups=codes)
+    df = fixed_effects_table(model)["df"].to_numpy()
+    n_groups = codes.max() + 1
+    np.testing.assert_allclose(df, [n_groups - 1, codes.size - n_groups - 1], rtol=1e-7)
+
+
+def test_deviance_derivatives_equal_finite_differences():
+    x, y, codes = simulate()
+    stats = dense.naive_stats(x, y, codes)
+    s2u, s2e = 0.6, 1.2
+    for method in ("reml", "ml"):
+
+        def deviance(v):
+            theta, sigma = v
+            lam = theta**2
+            d = inf.lambda_derivatives(stats, lam, method)
+            m = stats.n_obs - (stats.n_params if method == "reml" else 0)
+            return d["logdet"] + d["rss"] / sigma**2 + m * np.log(sigma**2)
+
+        point = np.array([np.sqrt(s2u / s2e), np.sqrt(s2e)])
+        numeric = [
+            approx_fprime(point, lambda v, k=k: approx_fprime(v, deviance, 1e-6)[k], 1e-5)
+            for k in range(2)
+        ]
+        hessian = inf.deviance_hessian(stats, s2u, s2e, method)
+        np.testing.assert_allclose(hessian, numeric, rtol=1e-4)
+
+    def cov(v):
+        theta, sigma = v
+        return sigma**2 * np.linalg.inv(obj.gls_system(stats, theta**2)[0])
+
+    point = np.array([np.sqrt(s2u / s2e), np.sqrt(s2e)])
+    h = 1e-6
+    numeric = [(cov(point + h * e) - cov(point - h * e)) / (2 * h) for e in np.eye(2)]
+    jacobian = inf.covariance_jacobian(stats, s2u, s2e)
+    np.testing.assert_allclose(jacobian, numeric, rtol=1e-6, atol=1e-12)
+
+
+def simulate(seed=0, n_groups=12):
+    rng = np.random.default_rng(seed)
+    codes = np.repeat(np.arange(n_groups), rng.integers(2, 9, size=n_groups))
+    n = codes.size
+    x = np.column_stack([np.ones(n), rng.normal(size=n), rng.normal(size=n_groups)[codes]])
+    y = x @ [1.0, 0.5, -0.4] + rng.normal(size=n_groups)[codes] + rng.normal(size=n)
+    return x, y, codes
+
+
+@pytest.mark.parametrize("fit_intercept", [True, False])
+def test_coef_covariance_equals_dense_gls(fit_intercept):
+    x, y, codes = simulate()
+    X = x[:, 1:] * [3.0, 0.01] + [500.0, -2.0]  # offsets and scales the map must undo
+    model = RandomInterceptRegressor(fit_intercept=fit_intercept).fit(X, y, groups=codes)
+    vc = model.variance_components_
+    design_ = np.column_stack([np.ones(len(y)), X]) if fit_intercept else X
+    v_inv = np.linalg.inv(dense.full_cov(codes, vc["group"], vc["residual"]))
+    expected = np.linalg.inv(design_.T @ v_inv @ design_)
+    np.testing.assert_allclose(inf.coef_covariance(model), expected, rtol=1e-8)
+    # The predictive variance of a new group is x'Cov x + s2u + s2e in user units.
+    sd = inf.predictive_std(model, X[:5], np.full(5, -1))
+    quad = np.einsum("ij,jk,ik->i", design_[:5], expected, design_[:5])
+    np.testing.assert_allclose(sd**2, quad + vc["group"] + vc["residual"], rtol=1e-8)
+
+
+def test_condvar_equals_dense_posterior_variance():
+    x, y, codes = simulate()
+    model = RandomInterceptRegressor().fit(x[:, 1:], y, groups=codes)
+    vc = model.variance_components_
+    expected = []
+    for j in range(codes.max() + 1):
+        n_j = (codes == j).sum()
+        v_j = vc["residual"] * np.eye(n_j) + vc["group"]
+        ones = np.ones(n_j)
+        expected.append(vc["group"] - vc["group"] ** 2 * ones @ np.linalg.solve(v_j, ones))
+    np.testing.assert_allclose(model.random_effects_var_, expected, rtol=1e-10)
+
+
+@pytest.mark.parametrize("method", ["reml", "ml"])
+def test_model_without_groups_is_ols(method):
+    x, y, _ = simulate()
+    X = x[:, 1:]
+    with pytest.warns(UserWarning, match="no groups"):
+        model = RandomInterceptRegressor(method=method).fit(X, y)
+    n, p = x.shape
+    rss = np.sum((y - x @ np.linalg.lstsq(x, y, rcond=None)[0]) ** 2)
+    s2 = rss / (n - p if method == "reml" else n)
+    cov = s2 * np.linalg.inv(x.T @ x)
+    fe = fixed_effects_table(model)
+    np.testing.assert_allclose(fe["std_error"], np.sqrt(np.diag(cov)), rtol=1e-10)
+    assert (fe["df"] == n - p).all()
+    sd = inf.predictive_std(model, X[:3], np.full(3, -1))
+    np.testing.assert_allclose(sd**2, s2 * (1 + np.einsum("ij,jk,ik->i", x[:3], cov / s2, x[:3])))
+    ci = _profile.profile_intervals(model)
+    assert ci.loc["Groups"].isna().all() and ci.loc["Residual"].notna().all()
+    assert _profile.icc_interval(model) == (0.0, 0.0)
+    with pytest.raises(ValueError, match="no random effects"):
+        group_variance_lrt(model)
+
+
+@pytest.mark.filterwarnings("ignore:X is rank deficient")
+def test_redundant_feature_gets_nan_rows():
+    x, y, codes = simulate()
+    X = np.column_stack([x[:, 1], 2.0 * x[:, 1], x[:, 2]])
+    model = RandomInterceptRegressor().fit(X, y, groups=codes)
+    cov = inf.coef_covariance(model)
+    assert np.isnan(cov[2]).all() and np.isnan(cov[:, 2]).all()
+    assert np.isfinite(np.delete(np.delete(cov, 2, 0), 2, 1)).all()
+    fe = fixed_effects_table(model)
+    assert fe.loc["x1", ["std_error", "df", "p_value"]].isna().all()
+    assert fe.drop(index="x1")["df"].notna().all()
+    assert _profile.profile_intervals(model).loc["x1"].isna().all()
+    assert np.isfinite(inf.predictive_std(model, X[:4], np.arange(4))).all()
+
+
+@pytest.mark.parametrize("key", ["near_boundary/full/reml", "boundary/full/ml", "pisa/rim1/ml"])
+def test_icc_interval_is_the_lambda_profile(key):
+    X, y, groups, _ = design(key)
+    model = RandomInterceptRegressor(method=key.split("/")[-1]).fit(X, y, groups=groups)
+    lo, hi = _profile.icc_interval(model, level=0.9)
+    assert lo <= model.icc_ <= hi
+    crit = st.chi2.ppf(0.9, 1)
+    stats = model._stats
+    base = obj.profiled_criterion(stats, model.icc_ / (1 - model.icc_), model.method)
+    for icc in (lo, hi):
+        excess = obj.profiled_criterion(stats, icc / (1 - icc), model.method) - base
+        if icc == 0.0:
+            assert model.singular_ or excess <= crit
+        else:
+            np.testing.assert_allclose(excess, crit, rtol=1e-6)
+
+
+def test_profile_bound_is_a_minimum_over_s2u():
+    # Independent of the nested search: at the upper bound of sigma, minimize the ML
+    # deviance over s2u (not lambda) directly; it must be the base + chi2 critical.
+    X, y, groups, _ = design("near_boundary/full/ml")
+    model = RandomInterceptRegressor(method="ml").fit(X, y, groups=groups)
+    stats, scale = model._stats, model._standardization.y_scale
+    sigma = _profile.profile_intervals(model, fixed=False).loc["Residual", "upper"] / scale
+    s2u_hat, s2e_hat = inf.internal_variances(model)
+
+    def deviance(log_s2u, s2e):
+        s2u = np.exp(log_s2u)
+        beta = obj.gls_beta(stats, s2u / s2e)[0]
+        return -2 * obj.ml_log_likelihood(stats, beta, s2u, s2e)
+
+    start = np.log(s2u_hat)
+    best = minimize_scalar(lambda t: deviance(t, sigma**2), bracket=(start - 1, start))
+    base = deviance(np.log(s2u_hat), s2e_hat)
+    np.testing.assert_allclose(best.fun - base, st.chi2.ppf(0.95, 1), rtol=1e-6)
+
+
+# -- predictive uncertainty --------------------------------------------------------
+
+
+def test_predictive_std_is_calibrated():
+    # One new observation per replicate for a seen group and one for a new group,
+    # each from a fresh data set: the coverages are binomial(R, 0.95) if calibrated.
+    # R = 1000 gives sd 0.0069; we accept 0.95 +- 0.024 (3.5 sd).  Dropping condVar
+    # (about 1/3 of s2e here) or s2u from the variance gives about 0.91 or 0.83.
+    rng = np.random.default_rng(2024)
+    n_groups, size, n_rep = 50, 2, 1000
+    codes = np.repeat(np.arange(n_groups), size)
+    hits = np.zeros((n_rep, 2), dtype=bool)
+    for r in range(n_rep):
+        u = rng.normal(size=n_groups)
+        X = rng.normal(size=(codes.size, 1))
+        y = 1.0 + 2.0 * X[:, 0] + u[codes] + rng.normal(size=codes.size)
+        model = RandomInterceptRegressor().fit(X, y, groups=codes)
+        x_new = rng.normal(scale=2.0, size=(2, 1))
+        j = rng.integers(n_groups)
+        y_new = 1.0 + 2.0 * x_new[:, 0] + [u[j], rng.normal()] + rng.normal(size=2)
+        mean, sd = model.predict(x_new, groups=[model.groups_[j], -1], return_std=True)
+        hits[r] = np.abs(y_new - mean) <= 1.96 * sd
+    coverage = hits.mean(axis=0)
+    np.testing.assert_allclose(coverage, 0.95, atol=0.024)
+
+
+def test_invalid_arguments():
+    X, y, groups, _ = design("balanced/full/reml")
+    model = RandomInterceptRegressor().fit(X, y, groups=groups)
+    with pytest.raises(ValueError, match="ddf must be one of"):
+        fixed_effects_table(model, ddf="kenward-roger")
+    with pytest.raises(ValueError, match="level must be in"):
+        fixed_effects_table(model, level=95)
+
+
+# -- the public surface: summary(), predict(return_std=True), skhlm.compare ---------
+
+
+def test_summary_method_and_predict_std_are_the_functions():
+    X, y, groups, _ = design("unbalanced/full/reml")
+    model = RandomInterceptRegressor().fit(X, y, groups=groups)
+    summary = model.summary(level=0.9, ddf="residual")
+    expected = fixed_effects_table(model, level=0.9, ddf="residual")
+    pd.testing.assert_frame_equal(summary.fixed_effects, expected)
+    assert str(summary).startswith("Linear mixed model fit by REML")
+    assert summary.group_variance_test["statistic"] > 100
+    intercepts = summary.group_intercepts
+    assert list(intercepts.index) == list(model.groups_)
+    np.testing.assert_allclose(intercepts["std_error"] ** 2, model.random_effects_var_)
+    np.testing.assert_allclose(intercepts["upper"] - intercepts["estimate"],
+                               st.norm.ppf(0.95) * intercepts["std_error"])
+    labels = np.where(np.arange(len(y)) % 3 == 0, "unseen", groups)
+    mean, sd = model.predict(X, groups=labels, return_std=True)
+    np.testing.assert_array_equal(mean, model.predict(X, groups=labels))
+    index = pd.Index(model.groups_).get_indexer(labels)
+    np.testing.assert_array_equal(sd, inf.predictive_std(model, X.to_numpy(), index))
+    assert (sd[index < 0] > sd[index >= 0].max()).all()  # s2u > condVar_j
+    with pytest.raises(ValueError, match="ddf must be 'satterthwaite'"):
+        model.summary(ddf="kenward-roger")
+
+
+def test_compare_is_exported():
+    import skhlm
+
+    assert skhlm.compare is compare

@@ -1,0 +1,182 @@
+"""The Summary object: its numbers, and a snapshot of its printed lme4 layout."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+from lme4_reference import design
+
+from skhlm import RandomInterceptRegressor
+from skhlm._profile import profile_intervals
+from skhlm._summary import summarize
+
+# print(summary(lmerTest::lmer(y ~ desk + escs + (1 | g), data = pisa))) in R 4.2,
+# lmerTest 3.1-3, for the sections and their order (correlations left out).
+LMERTEST_PRINT = """\
+Linear mixed model fit by REML. t-tests use Satterthwaite's method [
+lmerModLmerTest]
+Formula: y ~ desk + escs + (1 | g)
+   Data: d
+
+REML criterion at convergence: 57912.6
+
+Scaled residuals: 
+    Min      1Q  Median      3Q     Max 
+-3.5809 -0.6663  0.0162  0.6523  3.3740 
+
+Random effects:
+ Groups   Name        Variance Std.Dev.
+ g        (Intercept) 1554     39.42   
+ Residual             6196     78.72   
+Number of obs: 4978, groups:  g, 164
+
+Fixed effects:
+            Estimate Std. Error       df t value Pr(>|t|)    
+(Intercept)  471.929      4.274  434.548 110.418  < 2e-16 ***
+desk           8.888      3.142 4866.798   2.829  0.00469 ** 
+escs          24.137      1.277 4973.268  18.901  < 2e-16 ***
+---
+Signif. codes:  0 '***' 0.001 '**' 0.01 '*' 0.05 '.' 0.1 ' ' 1
+"""
+
+# skhlm's print of the same model: a change here must be deliberate.
+SNAPSHOT = """\
+Linear mixed model fit by REML. t-tests use Satterthwaite's method
+Formula: y ~ desk + escs + (1 | group)
+
+REML criterion at convergence: 57912.6
+
+Scaled residuals:
+    Min      1Q  Median      3Q     Max
+-3.5809 -0.6663  0.0162  0.6523  3.3740
+
+Random effects:
+          Variance Std.Dev.
+ Groups       1554    39.42
+ Residual     6196    78.72
+Number of obs: 4978, groups: 164
+
+Fixed effects:
+          Estimate Std. Error       df t value Pr(>|t|)
+Intercept  471.929      4.274  434.548 110.418  < 2e-16 ***
+desk         8.888      3.142 4866.798   2.829  0.00469 **
+escs        24.137      1.277 4973.268  18.901  < 2e-16 ***
+---
+Signif. codes:  0 '***' 0.001 '**' 0.01 '*' 0.05 '.' 0.1 ' ' 1
+
+ICC: 0.2005, 95% profile-likelihood interval [0.1634, 0.2454]
+LRT of s2u = 0: chi2 = 835.7, p < 2e-16 (50:50 mixture of chi2(0) and chi2(1))"""
+
+SECTIONS = [
+    "Linear mixed model fit by REML.",
+    "Formula:",
+    "REML criterion at convergence:",
+    "Scaled residuals:",
+    "Random effects:",
+    "Number of obs:",
+    "Fixed effects:",
+    "Signif. codes:",
+]
+
+
+def fitted(key, **params):
+    X, y, groups, ref = design(key)
+    model = RandomInterceptRegressor(method=key.split("/")[-1], **params).fit(X, y, groups=groups)
+    return model, ref
+
+
+@pytest.fixture(scope="module")
+def pisa_reml():
+    return fitted("pisa/rim1/reml")
+
+
+def test_snapshot_of_printed_summary(pisa_reml):
+    assert str(summarize(pisa_reml[0])) == SNAPSHOT
+
+
+def test_printed_sections_follow_lmertest(pisa_reml):
+    text = str(summarize(pisa_reml[0]))
+
+    def order(printed):
+        lines = printed.splitlines()
+        return [next(i for i, line in enumerate(lines) if s in line) for s in SECTIONS]
+
+    assert order(text) == sorted(order(text))
+    assert order(LMERTEST_PRINT) == sorted(order(LMERTEST_PRINT))
+    # The numbers lme4 prints appear, formatted the same way.
+    numbers = ["57912.6", "-3.5809", "0.0162", "1554", "78.72", "471.929", "434.548", "0.00469"]
+    for number in numbers:
+        assert number in text and number in LMERTEST_PRINT
+
+
+@pytest.mark.parametrize(
+    "key", ["pisa/rim1/reml", "pisa/rim1/ml", "boundary/full/ml", "intercept_only/null/reml"]
+)
+def test_summary_numbers(key):
+    model, ref = fitted(key)
+    s = summarize(model)
+    fe = s.fixed_effects
+    columns = ["estimate", "std_error", "df", "t_value", "p_value", "ci_lower", "ci_upper"]
+    assert list(fe.columns) == columns
+    assert list(fe.index) == ["Intercept"] + ref["fixef_names"][1:]
+    np.testing.assert_allclose(fe["estimate"], list(ref["fixef"].values()), rtol=1e-6)
+    np.testing.assert_allclose(fe["std_error"], ref["satterthwaite"]["std_error"], rtol=1e-5)
+    np.testing.assert_allclose(fe["df"], ref["satterthwaite"]["df"], rtol=1e-3)
+    re = s.random_effects
+    assert list(re.index) == ["Groups", "Residual"] and list(re.columns) == ["variance", "std_dev"]
+    np.testing.assert_allclose(re["variance"], [ref["s2u"], ref["s2e"]], rtol=1e-5, atol=1e-12)
+    np.testing.assert_allclose(re["std_dev"] ** 2, re["variance"], rtol=1e-12)
+    criterion = s.reml_criterion if model.method == "reml" else s.deviance
+    assert (s.deviance if model.method == "reml" else s.reml_criterion) is None
+    np.testing.assert_allclose(criterion, ref["criterion"], rtol=0, atol=2e-6)
+    ours = [s.log_likelihood, s.aic, s.bic]
+    np.testing.assert_allclose(ours, [ref["logLik"], ref["AIC"], ref["BIC"]], rtol=0, atol=2e-6)
+    assert (s.n_obs, s.n_groups) == (ref["n_obs"], ref["n_groups"])
+    assert s.singular == ref["isSingular"] and s.converged
+    assert s.n_iter == model.n_iter_
+    assert s.icc_interval[0] <= s.icc <= s.icc_interval[1]
+    sigma = ref["confint_profile"][".sigma"]
+    np.testing.assert_allclose(s.confint.loc["Residual"], sigma, rtol=1e-3)
+    assert s.confint.equals(profile_intervals(model))
+
+
+def test_summary_is_frozen_and_repr_prints(pisa_reml):
+    s = summarize(pisa_reml[0])
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        s.icc = 0.5
+    assert repr(s) == str(s)
+
+
+def test_ml_and_z_test_layouts():
+    model, ref = fitted("pisa/rim1/ml")
+    text = str(summarize(model, ddf="asymptotic", level=0.9))
+    assert "fit by maximum likelihood. Wald z-tests" in text
+    assert "    AIC     BIC   logLik deviance df.resid" in text
+    assert " 57933.3 57965.9 -28961.7  57923.3     4973".strip() in text
+    assert "z value Pr(>|z|)" in text and " df " not in text
+    assert "90% profile-likelihood interval" in text
+
+
+def test_singular_fit_and_unnamed_features():
+    X, y, groups, _ = design("boundary/full/reml")
+    model = RandomInterceptRegressor().fit(X.to_numpy(), y, groups=groups)
+    s = summarize(model, ddf="residual")
+    text = str(s)
+    assert "Boundary (singular) fit" in text
+    assert "y ~ x0 + (1 | group)" in text
+    assert "t-tests use n - p residual degrees of freedom" in text
+    assert list(s.fixed_effects.index) == ["Intercept", "x0"]
+    assert s.confint.loc["Groups", "lower"] == 0.0
+
+
+def test_summary_without_groups_or_intercept():
+    X, y, _, _ = design("balanced/full/ml")
+    with pytest.warns(UserWarning, match="no groups"):
+        model = RandomInterceptRegressor(fit_intercept=False).fit(X, y)
+    s = summarize(model)
+    assert list(s.fixed_effects.index) == ["x1", "x2"]
+    assert s.n_groups == 0 and s.icc == 0.0
+    assert (s.fixed_effects["df"] == len(y) - 2).all()
+    text = str(s)
+    assert text.startswith("Linear model (no groups) fit by REML")
+    assert "y ~ 0 + x1 + x2\n" in text and text.endswith("ICC: 0 (no groups)")
