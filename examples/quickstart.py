@@ -8,14 +8,13 @@
     RIM2: math ~ desk + escs + stratio + (1 | school)   stratio 0.55
 
 The PISA file cannot be downloaded here, so this runs on a simulated data set with
-the same shape and population values (skhlm.datasets.make_pisa_like).
+the same shape and population values (skhlm.datasets.make_pisa_like).  Each model is
+printed as lme4's summary prints it, then read off in words.
 
 Run:  python examples/quickstart.py
 """
 
-import pandas as pd
-
-from skhlm import RandomInterceptRegressor
+from skhlm import RandomInterceptRegressor, compare
 from skhlm.datasets import make_pisa_like
 
 MODELS = {
@@ -25,80 +24,62 @@ MODELS = {
 }
 
 
-def report(name, predictors, model, n_obs):
-    """Print one fit laid out like lme4's summary: random effects, then fixed."""
-    s2u = model.variance_components_["group"]
-    s2e = model.variance_components_["residual"]
-    formula = " + ".join(predictors or ["1"])
-    print(f"{name}: math ~ {formula} + (1 | school)   [{model.method.upper()}]")
-    print(f"  REML log-likelihood {model.log_likelihood_:.2f}   AIC {model.aic_:.1f}")
-    print("  Random effects:")
-    print(f"    {'Groups':<9}{'Name':<13}{'Variance':>10}{'Std.Dev.':>10}")
-    print(f"    {'school':<9}{'(Intercept)':<13}{s2u:>10.1f}{s2u ** 0.5:>10.2f}")
-    print(f"    {'Residual':<9}{'':<13}{s2e:>10.1f}{s2e ** 0.5:>10.2f}")
-    print(f"  Number of obs: {n_obs}, groups: school, {len(model.groups_)}")
-    print("  Fixed effects:")
-    print(f"    {'(Intercept)':<13}{model.intercept_:>10.2f}")
-    for column, value in zip(predictors, model.coef_):
-        print(f"    {column:<13}{value:>10.2f}")
-    print(f"  ICC = {s2u:.1f} / ({s2u:.1f} + {s2e:.1f}) = {model.icc_:.3f}")
-    print(f"  (EM: {model.n_iter_} iterations, converged: {model.converged_})")
-    print()
-
-
 def main():
     pisa = make_pisa_like(random_state=2018)
     print(
         f"Simulated PISA-like data: {len(pisa)} students in "
         f"{pisa['school'].nunique()} schools\n"
     )
-    fits = {}
+    fits, summaries = {}, {}
     for name, predictors in MODELS.items():
-        model = RandomInterceptRegressor(method="reml")
+        model = RandomInterceptRegressor()  # REML, as lme4's default
         model.fit(pisa[predictors], pisa["math"], groups=pisa["school"])
-        report(name, predictors, model, len(pisa))
-        fits[name] = model
+        summary = model.summary()
+        print(f"===== {name} " + "=" * 60)
+        print(summary)
+        print()
+        fits[name], summaries[name] = model, summary
 
-    rim0, rim1, rim2 = fits["RIM0"], fits["RIM1"], fits["RIM2"]
-    print("What the numbers say")
+    rim0, rim1, rim2 = (summaries[name] for name in MODELS)
+    s2u, s2e = rim0.random_effects["variance"]
+    lo, hi = rim0.icc_interval
+    print("===== What the numbers say " + "=" * 45)
     print(
-        f"- RIM0: {100 * rim0.icc_:.0f}% of the variance in math lies between schools "
-        f"(ICC {rim0.icc_:.2f}; the seed reports 1524 / (1524 + 6608) = 0.19). Students "
-        "of one school are alike, so ordinary regression would overstate the evidence."
+        f"- RIM0: ICC = {s2u:.0f} / ({s2u:.0f} + {s2e:.0f}) = {rim0.icc:.3f}: "
+        f"{rim0.icc:.0%} of the variance in math lies between schools (95% interval "
+        f"{lo:.2f} to {hi:.2f}; the seed reports 1524 / (1524 + 6608) = 0.19). Students "
+        "of one school are alike, so treating them as independent would overstate the "
+        "evidence; the likelihood-ratio test of no school variance gives "
+        f"chi2 = {rim0.group_variance_test['statistic']:.0f}."
     )
+    mean = rim0.fixed_effects.loc["Intercept"]
     print(
-        f"- RIM0: the grand mean is {rim0.intercept_:.2f} points (seed: 477.14): the "
-        "expected score of a student in an average school."
+        f"- RIM0: the grand mean is {mean['estimate']:.2f} points (SE {mean['std_error']:.2f}; "
+        "seed: 477.14): the expected score of a student in an average school."
     )
-    desk, escs = rim1.coef_
+    desk, escs = rim1.fixed_effects.loc["desk"], rim1.fixed_effects.loc["escs"]
     print(
-        f"- RIM1: a student with a desk to study at home scores {desk:.2f} points more "
-        f"(seed: 8.77), and one more unit of ESCS adds {escs:.1f} points, comparing "
-        "students in the same school (same random intercept)."
+        f"- RIM1: a student with a desk to study at home scores {desk['estimate']:.2f} "
+        f"points more (SE {desk['std_error']:.2f}, t = {desk['t_value']:.2f}, "
+        f"p = {desk['p_value']:.3f}; seed: 8.77) than a student of the same school and "
+        f"ESCS without one; one more unit of ESCS adds {escs['estimate']:.1f} points."
     )
     print(
         f"- RIM1: ESCS and desk explain part of the between-school variance: s2u falls "
-        f"from {rim0.variance_components_['group']:.0f} to "
-        f"{rim1.variance_components_['group']:.0f}."
+        f"from {s2u:.0f} to {rim1.random_effects.loc['Groups', 'variance']:.0f}."
     )
+    stratio = rim2.fixed_effects.loc["stratio"]
     print(
-        f"- RIM2: one more student per teacher goes with {rim2.coef_[2]:.2f} points "
-        "(seed: 0.55), holding desk and ESCS fixed: a level-2 (school) predictor."
+        f"- RIM2: one more student per teacher goes with {stratio['estimate']:.2f} points "
+        f"(SE {stratio['std_error']:.2f}, 95% CI {stratio['ci_lower']:.2f} to "
+        f"{stratio['ci_upper']:.2f}; seed: 0.55), holding desk and ESCS fixed. Student-"
+        f"teacher ratio is a level-2 (school) predictor, so its df is near the number "
+        f"of schools ({stratio['df']:.0f}), not of students."
     )
-    table = pd.DataFrame(
-        {
-            name: {
-                "intercept": m.intercept_,
-                **dict(zip(MODELS[name], m.coef_)),
-                "s2u": m.variance_components_["group"],
-                "s2e": m.variance_components_["residual"],
-                "ICC": m.icc_,
-            }
-            for name, m in fits.items()
-        }
-    )
-    print("\nSide by side:")
-    print(table.round(3).to_string(na_rep=""))
+
+    print("\n===== Nested models compared, as lme4's anova() (refitted with ML) " + "=" * 5)
+    table = compare(*fits.values(), refit=True, names=list(fits))
+    print(table.round(4).to_string())
 
 
 if __name__ == "__main__":

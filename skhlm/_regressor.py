@@ -201,6 +201,8 @@ class RandomInterceptRegressor(RegressorMixin, BaseEstimator):
             The fitted estimator.
         """
         X, groups = self._take_groups(X, groups)
+        # For the printed formula only: the names of a Series y and groups.
+        self._names = (str(getattr(y, "name", None) or "y"), str(getattr(groups, "name", None) or "group"))
         _checks.numeric_columns(X)
         _checks.finite_response(y)
         # An intercept-only model (lmer(y ~ 1 + (1 | g))) has an X with no columns.

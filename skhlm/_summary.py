@@ -226,9 +226,10 @@ def formula(model):
     names = inf.coefficient_names(model)
     terms = [n for n in names if n != "Intercept"] if model.fit_intercept else ["0"] + names
     terms = terms or ["1"]
+    response, group = getattr(model, "_names", ("y", "group"))
     if model.groups_.size:
-        terms.append("(1 | group)")
-    return "y ~ " + " + ".join(terms)
+        terms.append(f"(1 | {group})")
+    return f"{response} ~ " + " + ".join(terms)
 
 
 def _header(s):

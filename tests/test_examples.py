@@ -30,12 +30,17 @@ def number(pattern, text):
 
 def test_quickstart():
     out = run("quickstart.py")
-    for name in ("RIM0", "RIM1", "RIM2"):
-        assert f"{name}: math ~" in out
+    for formula in ("math ~ 1 + (1 | school)", "math ~ desk + escs + (1 | school)",
+                    "math ~ desk + escs + stratio + (1 | school)"):
+        assert f"Formula: {formula}\n" in out
+    assert out.count("REML criterion at convergence") == 3
+    assert out.count("Number of obs: 4978, groups: 164") == 3
     assert "4978 students in 164 schools" in out
-    icc = number(r"ICC = [\d.]+ / \([\d. +]+\) = ([\d.]+)", out)
+    icc = number(r"RIM0: ICC = \d+ / \(\d+ \+ \d+\) = ([\d.]+)", out)
     assert 0.15 < icc < 0.25  # the seed's 0.19, up to sampling error
     assert 7 < number(r"scores ([\d.]+) points more", out) < 11  # desk, the seed's 8.77
+    chisq = number(r"RIM2\s+6(?:\s+\S+){5}\s+([\d.]+)", out)  # anova: RIM1 vs RIM2
+    assert chisq > 0
 
 
 @pytest.mark.parametrize("name, image", [("plot_caterpillar.py", "caterpillar.png"),

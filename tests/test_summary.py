@@ -42,7 +42,7 @@ Signif. codes:  0 '***' 0.001 '**' 0.01 '*' 0.05 '.' 0.1 ' ' 1
 # skhlm's print of the same model: a change here must be deliberate.
 SNAPSHOT = """\
 Linear mixed model fit by REML. t-tests use Satterthwaite's method
-Formula: y ~ desk + escs + (1 | group)
+Formula: y ~ desk + escs + (1 | g)
 
 REML criterion at convergence: 57912.6
 
@@ -159,11 +159,13 @@ def test_ml_and_z_test_layouts():
 
 def test_singular_fit_and_unnamed_features():
     X, y, groups, _ = design("boundary/full/reml")
-    model = RandomInterceptRegressor().fit(X.to_numpy(), y, groups=groups)
+    model = RandomInterceptRegressor().fit(X.to_numpy(), y.to_numpy(), groups=groups.to_numpy())
     s = summarize(model, ddf="residual")
     text = str(s)
     assert "Boundary (singular) fit" in text
-    assert "y ~ x0 + (1 | group)" in text
+    assert "y ~ x0 + (1 | group)" in text  # unnamed arrays: generic names
+    named = RandomInterceptRegressor().fit(X, y.rename("math"), groups=groups.rename("school"))
+    assert "math ~ x1 + (1 | school)" in str(summarize(named))
     assert "t-tests use n - p residual degrees of freedom" in text
     assert list(s.fixed_effects.index) == ["Intercept", "x0"]
     assert s.confint.loc["Groups", "lower"] == 0.0
