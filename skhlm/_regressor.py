@@ -202,7 +202,7 @@ class RandomInterceptRegressor(RegressorMixin, BaseEstimator):
         """
         X, groups = self._take_groups(X, groups)
         # For the printed formula only: the names of a Series y and groups.
-        self._names = (str(getattr(y, "name", None) or "y"), str(getattr(groups, "name", None) or "group"))
+        names = (str(getattr(y, "name", None) or "y"), str(getattr(groups, "name", None) or "group"))
         _checks.numeric_columns(X)
         _checks.finite_response(y)
         # An intercept-only model (lmer(y ~ 1 + (1 | g))) has an X with no columns.
@@ -254,6 +254,7 @@ class RandomInterceptRegressor(RegressorMixin, BaseEstimator):
             )
         self._set_fitted(result, stats, standardization, levels)
         self._scaled_residual_quantiles = self._residual_quantiles(X, y, codes)
+        self._names = names
         return self
 
     def _residual_quantiles(self, X, y, codes):
