@@ -21,47 +21,6 @@ from scipy import stats as st
 from . import _objective as obj
 
 
-# -- Derivatives of the likelihood in lambda --
-
-
-def lambda_derivatives(stats, lam, method):
-    """rss(lambda), log-determinant terms and their first two lambda-derivatives.
-
-    Returns a dict with ``rss`` (s2e times the GLS quadratic form) and ``logdet``
-    (sum_j log(1 + n_j lambda), plus log det A for REML), each with its first and
-    second derivatives (suffixes 1, 2), and ``a_inv`` = A^-1, ``a1`` = dA/dlambda.
-    With c_j = lambda / (1 + n_j lambda): rss' = -sum c_j' r_j^2 by the envelope
-    theorem, and beta' = -A^-1 sum_j c_j' s_j r_j enters rss''.
-    """
-    n_j, gx = stats.group_sizes, stats.group_xsum
-    w = 1.0 / (1.0 + n_j * lam)
-    c, c1, c2 = lam * w, w**2, -2.0 * n_j * w**3
-    a, b = obj.gls_system(stats, lam)
-    factor = linalg.cho_factor(a)
-    beta = linalg.cho_solve(factor, b)
-    r = obj.group_residual_sums(stats, beta)
-    dr = gx @ linalg.cho_solve(factor, gx.T @ (c1 * r))
-    a_inv = linalg.cho_solve(factor, np.eye(stats.n_params))
-    a1 = -gx.T @ (c1[:, None] * gx)
-    out = {
-        "rss": obj.ols_rss(stats, beta) - c @ r**2,
-        "rss1": -(c1 @ r**2),
-        "rss2": -(c2 @ r**2) - 2.0 * (c1 * r) @ dr,
-        "logdet": np.log1p(n_j * lam).sum(),
-        "logdet1": n_j @ w,
-        "logdet2": -((n_j * w) @ (n_j * w)),
-        "a_inv": a_inv,
-        "a1": a1,
-    }
-    if method == "reml":
-        a2 = -gx.T @ (c2[:, None] * gx)
-        m = a_inv @ a1
-        out["logdet"] += 2.0 * np.log(np.diag(factor[0])).sum()
-        out["logdet1"] += np.trace(m)
-        out["logdet2"] += np.trace(a_inv @ a2) - np.einsum("ij,ji->", m, m)
-    return out
-
-
 # -- Satterthwaite degrees of freedom (lmerTest) --
 
 
@@ -74,7 +33,7 @@ def deviance_hessian(stats, s2u, s2e, method):
     (theta = 0) is 2 D_lambda and the cross term vanishes.
     """
     lam = s2u / s2e
-    d = lambda_derivatives(stats, lam, method)
+    d = obj.lambda_derivatives(stats, lam, method)
     m = stats.n_obs - (stats.n_params if method == "reml" else 0)
     d_lam = d["logdet1"] + d["rss1"] / s2e
     d_lam2 = d["logdet2"] + d["rss2"] / s2e
@@ -88,7 +47,7 @@ def deviance_hessian(stats, s2u, s2e, method):
 def covariance_jacobian(stats, s2u, s2e):
     """d Cov(beta_hat) / d(theta, sigma) with Cov = sigma^2 A(theta^2)^-1: (2, p, p)."""
     lam = s2u / s2e
-    d = lambda_derivatives(stats, lam, "ml")
+    d = obj.lambda_derivatives(stats, lam, "ml")
     a_inv = d["a_inv"]
     d_theta = -2.0 * np.sqrt(lam) * s2e * (a_inv @ d["a1"] @ a_inv)
     d_sigma = 2.0 * np.sqrt(s2e) * a_inv
@@ -103,7 +62,7 @@ def satterthwaite_df(stats, s2u, s2e, method, contrasts):
     inverted on its positive eigenvalues only.
     """
     lam = s2u / s2e
-    a_inv = lambda_derivatives(stats, lam, "ml")["a_inv"]
+    a_inv = obj.lambda_derivatives(stats, lam, "ml")["a_inv"]
     contrasts = np.atleast_2d(contrasts)
     var = np.einsum("ki,ij,kj->k", contrasts, s2e * a_inv, contrasts)
     jac = covariance_jacobian(stats, s2u, s2e)

@@ -24,16 +24,15 @@ LOG_2PI = np.log(2.0 * np.pi)
 
 
 def shrinkage_weights(stats, lam):
-    """c_j = lambda / (1 + n_j lambda): V_j^-1 = (I - c_j 1 1') / s2e."""
-    return lam / (1.0 + stats.group_sizes * lam)
+    """c = lambda / (1 + n lambda) per size class: V_j^-1 = (I - c_j 1 1') / s2e."""
+    return lam / (1.0 + stats.classes.size * lam)
 
 
 def gls_system(stats, lam):
     """A(lambda) = s2e X'V^-1 X and b(lambda) = s2e X'V^-1 y."""
     c = shrinkage_weights(stats, lam)
-    gx = stats.group_xsum
-    a = stats.xtx - gx.T @ (c[:, None] * gx)
-    b = stats.xty - gx.T @ (c * stats.group_ysum)
+    a = stats.xtx - np.tensordot(c, stats.classes.ss, axes=1)
+    b = stats.xty - c @ stats.classes.st
     return a, b
 
 
@@ -49,13 +48,14 @@ def ols_rss(stats, beta):
 
 def penalized_rss(stats, beta, lam):
     """(y - X beta)' V^-1 (y - X beta) * s2e = rss_ols - sum_j c_j r_j^2."""
-    r = group_residual_sums(stats, beta)
-    return ols_rss(stats, beta) - shrinkage_weights(stats, lam) @ r**2
+    r2 = stats.classes.residual_squares(beta)
+    return ols_rss(stats, beta) - shrinkage_weights(stats, lam) @ r2
 
 
 def log_det_v_ratio(stats, lam):
     """sum_j log(1 + n_j lambda) = log det V - n log s2e."""
-    return np.log1p(stats.group_sizes * lam).sum()
+    classes = stats.classes
+    return classes.count @ np.log1p(classes.size * lam)
 
 
 def gls_beta(stats, lam):
@@ -124,19 +124,19 @@ def boundary_slope(stats, method):
     """d criterion / d lambda at lambda = 0 (at the OLS fit).
 
     The optimum is on the boundary s2u = 0 when this is >= 0, and there EM
-    would creep toward 0 sublinearly, so the fit checks this first.  By the envelope theorem d rss / d lambda = -sum_j r_j^2 at 0, and
+    would creep toward 0 sublinearly, so the fit checks this first.  By the
+    envelope theorem d rss / d lambda = -sum_j r_j^2 at 0, and
     d log det A / d lambda = -tr(X'X^-1 S'S), S the (G, p) group sums.
     """
     beta, factor = gls_beta(stats, 0.0)
-    r = group_residual_sums(stats, beta)
+    r2 = stats.classes.residual_squares(beta).sum()
     rss = ols_rss(stats, beta)
     n = stats.n_obs
     if method == "ml":
-        return float(n - n * (r @ r) / rss)
+        return float(n - n * r2 / rss)
     dof = n - stats.n_params
-    gx = stats.group_xsum
-    trace = np.einsum("ij,ji->", linalg.cho_solve(factor, gx.T), gx)
-    return float(n - trace - dof * (r @ r) / rss)
+    trace = np.trace(linalg.cho_solve(factor, stats.classes.ss.sum(axis=0)))
+    return float(n - trace - dof * r2 / rss)
 
 
 def within_group_rss(stats):
@@ -147,9 +147,58 @@ def within_group_rss(stats):
     cross-products; lstsq copes with the columns (intercept, level-2 predictors)
     that have no within-group variation.
     """
-    n_j, gx, gy = stats.group_sizes, stats.group_xsum, stats.group_ysum
-    w_xx = stats.xtx - gx.T @ (gx / n_j[:, None])
-    w_xy = stats.xty - gx.T @ (gy / n_j)
-    w_yy = stats.yty - gy @ (gy / n_j)
+    classes = stats.classes
+    inverse = 1.0 / classes.size
+    w_xx = stats.xtx - np.tensordot(inverse, classes.ss, axes=1)
+    w_xy = stats.xty - inverse @ classes.st
+    w_yy = stats.yty - inverse @ classes.tt
     coef = np.linalg.lstsq(w_xx, w_xy, rcond=1e-10)[0]
     return float(w_yy - w_xy @ coef)
+
+
+def lambda_derivatives(stats, lam, method):
+    """rss(lambda), log-determinant terms and their first two lambda-derivatives.
+
+    Returns a dict with ``rss`` (s2e times the GLS quadratic form) and ``logdet``
+    (sum_j log(1 + n_j lambda), plus log det A for REML), each with its first and
+    second derivatives (suffixes 1, 2), and ``a_inv`` = A^-1, ``a1`` = dA/dlambda.
+    With c_j = lambda / (1 + n_j lambda): rss' = -sum c_j' r_j^2 by the envelope
+    theorem, and beta' = -A^-1 sum_j c_j' s_j r_j enters rss''.
+    """
+    classes = stats.classes
+    n_j, count = classes.size, classes.count  # per size class
+    w = 1.0 / (1.0 + n_j * lam)
+    c, c1, c2 = lam * w, w**2, -2.0 * n_j * w**3
+    a, b = gls_system(stats, lam)
+    factor = linalg.cho_factor(a)
+    beta = linalg.cho_solve(factor, b)
+    r2 = classes.residual_squares(beta)
+    # sum_j c1_j s_j r_j; the second derivative of rss needs its A^-1 norm.
+    sr = c1 @ (classes.st - classes.ss @ beta)
+    a_inv = linalg.cho_solve(factor, np.eye(stats.n_params))
+    a1 = -np.tensordot(c1, classes.ss, axes=1)
+    out = {
+        "rss": ols_rss(stats, beta) - c @ r2,
+        "rss1": -(c1 @ r2),
+        "rss2": -(c2 @ r2) - 2.0 * sr @ linalg.cho_solve(factor, sr),
+        "logdet": count @ np.log1p(n_j * lam),
+        "logdet1": count @ (n_j * w),
+        "logdet2": -(count @ (n_j * w) ** 2),
+        "a_inv": a_inv,
+        "a1": a1,
+    }
+    if method == "reml":
+        a2 = -np.tensordot(c2, classes.ss, axes=1)
+        m = a_inv @ a1
+        out["logdet"] += 2.0 * np.log(np.diag(factor[0])).sum()
+        out["logdet1"] += np.trace(m)
+        out["logdet2"] += np.trace(a_inv @ a2) - np.einsum("ij,ji->", m, m)
+    return out
+
+
+def profiled_slope(stats, lam, method):
+    """d profiled_criterion / d lambda, from the exact derivatives: its root is the
+    optimum, found to machine precision where the criterion itself is flat."""
+    d = lambda_derivatives(stats, lam, method)
+    dof = stats.n_obs - (stats.n_params if method == "reml" else 0)
+    return float(dof * d["rss1"] / d["rss"] + d["logdet1"])

@@ -7,6 +7,8 @@ profiled deviance is a 1-D minimization over lambda on the statistics, so a whol
 table takes a fraction of a second.
 """
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 from scipy import linalg, optimize
@@ -81,6 +83,17 @@ def constrained_stats(stats, contrast, value):
     null = linalg.null_space(contrast[None, :])
     shift = contrast * (value / (contrast @ contrast))
     xty_shift = stats.xty - stats.xtx @ shift
+    # The same map on the size-class sums: s_j -> N's_j, t_j -> t_j - s_j'shift.
+    cl = stats.classes
+    ss_shift = cl.ss @ shift
+    classes = replace(
+        cl,
+        ss=null.T @ cl.ss @ null,
+        st=(cl.st - ss_shift) @ null,
+        tt=cl.tt - 2.0 * cl.st @ shift + ss_shift @ shift,
+        s=cl.s @ null,
+        t=cl.t - cl.s @ shift,
+    )
     return type(stats)(
         xtx=null.T @ stats.xtx @ null,
         xty=null.T @ xty_shift,
@@ -89,6 +102,7 @@ def constrained_stats(stats, contrast, value):
         group_sizes=stats.group_sizes,
         group_xsum=stats.group_xsum @ null,
         group_ysum=stats.group_ysum - stats.group_xsum @ shift,
+        classes=classes,
     )
 
 

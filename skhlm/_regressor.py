@@ -260,13 +260,15 @@ class RandomInterceptRegressor(RegressorMixin, BaseEstimator):
     def _residual_quantiles(self, X, y, codes):
         """Min, quartiles and max of (y - x'beta - u_j) / sqrt(s2e), for the summary
         (lme4's scaled residuals): the only statistic that needs the rows again."""
-        fitted = X @ self.coef_ + self.intercept_
-        if self.random_effects_.size:
-            fitted += self.random_effects_[codes]
         s2e = self.variance_components_["residual"]
         if s2e == 0:  # an exact least-squares fit: nothing to scale
             return np.zeros(5)
-        return np.quantile((y - fitted) / np.sqrt(s2e), [0.0, 0.25, 0.5, 0.75, 1.0])
+        resid = np.asarray(X @ self.coef_, dtype=np.float64)
+        resid += self.intercept_
+        if self.random_effects_.size:
+            resid += self.random_effects_[codes]
+        np.subtract(y, resid, out=resid)
+        return _quartiles(resid) / np.sqrt(s2e)
 
     def _set_fitted(self, result, stats, standardization, levels):
         y_scale2 = standardization.y_scale**2
@@ -288,7 +290,7 @@ class RandomInterceptRegressor(RegressorMixin, BaseEstimator):
         else:
             n_cov = 2
             self.groups_ = levels
-            u_hat, u_var = _em.e_step(stats, result.beta, result.s2u, result.s2e)
+            u_hat, u_var = _em.posterior(stats, result.beta, result.s2u, result.s2e)
             self.random_effects_ = u_hat * standardization.y_scale
             self.random_effects_var_ = u_var * y_scale2
             self.singular_ = bool(result.boundary or s2u < 1e-8 * s2e)
@@ -416,3 +418,14 @@ class RandomInterceptRegressor(RegressorMixin, BaseEstimator):
                 "predict x'beta for them."
             )
         return index
+
+
+def _quartiles(values):
+    """Min, quartiles and max, as np.quantile's default (linear) method, from one
+    partial sort in place (half the time of np.quantile)."""
+    n = values.shape[0]
+    position = np.array([0.0, 0.25, 0.5, 0.75, 1.0]) * (n - 1)
+    lower = np.floor(position).astype(np.intp)
+    upper = np.minimum(lower + 1, n - 1)
+    values.partition(np.unique(np.concatenate([lower, upper])))
+    return values[lower] + (position - lower) * (values[upper] - values[lower])

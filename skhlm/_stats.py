@@ -43,11 +43,62 @@ except ImportError:  # pragma: no cover - a private module of scipy
 
 
 @dataclass(frozen=True)
+class SizeClasses:
+    """Sums over the groups of each distinct size.
+
+    Every quantity of the likelihood and of an EM update is a sum over groups of a
+    function of n_j times s_j s_j', s_j t_j, t_j^2, s_j or t_j (for instance
+    A = X'X - sum_j c(n_j) s_j s_j').  Summed once per size class, they make each
+    update cost O(K p^2) for K distinct sizes, whatever the number of groups
+    (K <= sqrt(2 n)).
+    """
+
+    size: np.ndarray  # (K,) the distinct n_j
+    count: np.ndarray  # (K,) groups of that size
+    ss: np.ndarray  # (K, p, p) sum of s_j s_j'
+    st: np.ndarray  # (K, p) sum of s_j t_j
+    tt: np.ndarray  # (K,) sum of t_j^2
+    s: np.ndarray  # (K, p) sum of s_j
+    t: np.ndarray  # (K,) sum of t_j
+
+    def residual_squares(self, beta):
+        """sum over the groups of each class of r_j^2, r_j = t_j - s_j' beta."""
+        ss_beta = self.ss @ beta
+        return self.tt - 2.0 * self.st @ beta + ss_beta @ beta
+
+
+def size_classes(sizes, gx, gy):
+    """Aggregate per-group sums into :class:`SizeClasses` (one pass over the groups).
+
+    The loop runs over the distinct sizes, at most sqrt(2 n) of them; each step is
+    one matrix product over that class's groups.
+    """
+    size, inverse, count = np.unique(sizes, return_inverse=True, return_counts=True)
+    order = np.argsort(inverse, kind="stable")
+    bounds = np.concatenate([[0], np.cumsum(count)])
+    ss = np.empty((size.shape[0], gx.shape[1], gx.shape[1]))
+    for k in range(size.shape[0]):
+        block = gx[order[bounds[k] : bounds[k + 1]]]
+        ss[k] = block.T @ block
+    n_classes = size.shape[0]
+    return SizeClasses(
+        size=size.astype(np.float64),
+        count=count.astype(np.float64),
+        ss=ss,
+        st=group_sums(inverse, n_classes, gx * gy[:, None]),
+        tt=np.bincount(inverse, weights=gy**2, minlength=n_classes),
+        s=group_sums(inverse, n_classes, gx),
+        t=np.bincount(inverse, weights=gy, minlength=n_classes),
+    )
+
+
+@dataclass(frozen=True)
 class SufficientStats:
     """Cross-products of the standardized design, in the model's parametrization.
 
     Column 0 of the design is the intercept when the model has one.  ``group_xsum``
-    and ``group_ysum`` are the sums s_j = X_j'1 and t_j = 1'y_j.
+    and ``group_ysum`` are the sums s_j = X_j'1 and t_j = 1'y_j; ``classes`` holds
+    their sums by group size (computed from them unless given).
     """
 
     xtx: np.ndarray  # (p, p)
@@ -57,6 +108,12 @@ class SufficientStats:
     group_sizes: np.ndarray  # (G,) float64
     group_xsum: np.ndarray  # (G, p)
     group_ysum: np.ndarray  # (G,)
+    classes: SizeClasses = None
+
+    def __post_init__(self):
+        if self.classes is None:
+            classes = size_classes(self.group_sizes, self.group_xsum, self.group_ysum)
+            object.__setattr__(self, "classes", classes)
 
     @property
     def n_groups(self):

@@ -3,6 +3,7 @@
 import dense
 import numpy as np
 import pytest
+from scipy import linalg
 from scipy.optimize import minimize_scalar
 
 from skhlm import _em, _stats
@@ -57,24 +58,62 @@ def test_profiled_criterion_is_the_maximum_over_s2e(small, method):
     assert nearby < at
 
 
-def test_e_step_equals_dense_posterior(small):
+def test_posterior_equals_dense_posterior(small):
     x, y, codes, stats = small
     beta, s2u, s2e = np.array([1.1, 0.3, -0.5]), 0.6, 1.4
-    u_hat, v = _em.e_step(stats, beta, s2u, s2e)
+    u_hat, v = _em.posterior(stats, beta, s2u, s2e)
     mean, var = dense.posterior_u(x, y, codes, beta, s2u, s2e)
     np.testing.assert_allclose(u_hat, mean, rtol=1e-12)
     np.testing.assert_allclose(v, var, rtol=1e-12)
 
 
+def test_ml_em_update_equals_per_group_formulas(small):
+    """The class-sum M-step against the textbook one, group by group."""
+    x, y, codes, stats = small
+    beta_old, s2u, s2e = np.array([1.1, 0.3, -0.5]), 0.6, 1.4
+    u_hat, v = dense.posterior_u(x, y, codes, beta_old, s2u, s2e)
+    beta = np.linalg.solve(x.T @ x, x.T @ (y - u_hat[codes]))
+    e = y - x @ beta - u_hat[codes]
+    s2e_new = (e @ e + np.bincount(codes) @ v) / y.size
+    s2u_new = (u_hat @ u_hat + v.sum()) / u_hat.size
+    factor = linalg.cho_factor(stats.xtx)
+    shrink, var = _em.e_step(stats, s2u, s2e)
+    got = _em.m_step_ml(stats, beta_old, shrink, var, factor)
+    np.testing.assert_allclose(np.concatenate([got[0], got[1:]]),
+                               np.concatenate([beta, [s2u_new, s2e_new]]), rtol=1e-11)
+    # The full update (ECME) then takes beta by GLS at the new variances.
+    theta = _em.ml_update(stats, np.concatenate([beta_old, [s2u, s2e]]), factor)
+    np.testing.assert_allclose(theta[-2:], [s2u_new, s2e_new], rtol=1e-11)
+    np.testing.assert_allclose(theta[:-2], obj.gls_beta(stats, s2u_new / s2e_new)[0], rtol=1e-12)
+
+
 def test_reml_e_step_equals_dense_posterior(small):
     x, y, codes, stats = small
     s2u, s2e = 0.6, 1.4
-    beta, u_hat, v, expected_ee = _em.reml_e_step(stats, s2u, s2e)
+    beta, expected_u2, expected_ee = _em.reml_e_step(stats, s2u, s2e)
     mean, var, ee = dense.reml_posterior(x, y, codes, s2u, s2e)
-    np.testing.assert_allclose(u_hat, mean, rtol=1e-10)
-    np.testing.assert_allclose(v, var, rtol=1e-10)
+    assert expected_u2 == pytest.approx(mean @ mean + var.sum(), rel=1e-10)
     assert expected_ee == pytest.approx(ee, rel=1e-10)
     np.testing.assert_allclose(beta, obj.gls_beta(stats, s2u / s2e)[0], rtol=1e-12)
+
+
+def test_size_classes_are_sums_over_groups_of_each_size(small):
+    _, _, _, stats = small
+    cl = stats.classes
+    gx, gy, n_j = stats.group_xsum, stats.group_ysum, stats.group_sizes
+    assert cl.size.tolist() == sorted(set(n_j))
+    for k, size in enumerate(cl.size):
+        rows = n_j == size
+        assert cl.count[k] == rows.sum()
+        np.testing.assert_allclose(cl.ss[k], gx[rows].T @ gx[rows], rtol=1e-13)
+        np.testing.assert_allclose(cl.st[k], gx[rows].T @ gy[rows], rtol=1e-13)
+        np.testing.assert_allclose(cl.tt[k], gy[rows] @ gy[rows], rtol=1e-13)
+        np.testing.assert_allclose(cl.s[k], gx[rows].sum(0), rtol=1e-13)
+        np.testing.assert_allclose(cl.t[k], gy[rows].sum(), rtol=1e-13)
+    beta = np.array([0.2, -1.0, 3.0])
+    r = gy - gx @ beta
+    expected = [r[n_j == size] @ r[n_j == size] for size in cl.size]
+    np.testing.assert_allclose(cl.residual_squares(beta), expected, rtol=1e-12)
 
 
 @pytest.mark.parametrize("method", ["ml", "reml"])
@@ -179,3 +218,33 @@ def test_redundant_columns_are_found_in_order():
     design = np.column_stack([np.ones(50), a, b, a + 2 * b, 3 * a, rng.normal(size=50)])
     kept = _stats.kept_columns(design.T @ design)
     assert kept.tolist() == [True, True, True, False, False, True]
+
+
+@pytest.mark.parametrize("method", ["ml", "reml"])
+def test_profiled_slope_is_the_derivative_of_the_criterion(small, method):
+    _, _, _, stats = small
+    for lam in [1e-3, 0.3, 4.0]:
+        h = 1e-6 * lam
+        numeric = (obj.profiled_criterion(stats, lam + h, method)
+                   - obj.profiled_criterion(stats, lam - h, method)) / (2 * h)
+        assert obj.profiled_slope(stats, lam, method) == pytest.approx(numeric, rel=1e-6)
+
+
+@pytest.mark.parametrize("method", ["ml", "reml"])
+def test_optimum_near_the_boundary_converges_without_warning(method):
+    """lambda ~ 1e-3: EM's rate tends to 1 there; the profile polish after
+    POLISH_AFTER iterations lands on the root of the profiled slope."""
+    rng = np.random.default_rng(341)  # found by a scan of 400 random designs
+    n_groups = rng.integers(5, 60)
+    sizes = rng.integers(1, 12, n_groups)
+    codes = np.repeat(np.arange(n_groups), sizes)
+    x = np.column_stack([np.ones(codes.size), rng.normal(size=(codes.size, 2))])
+    y = x[:, 1] - x[:, 2] + rng.normal(size=n_groups)[codes] * 0.2 + rng.normal(size=codes.size)
+    stats = dense.naive_stats(x, y, codes)
+    result = _em.fit(stats, method)
+    assert result.converged and result.n_iter <= _em.POLISH_AFTER + 5
+    lam = result.s2u / result.s2e
+    assert 0 < lam < 0.05
+    assert abs(obj.profiled_slope(stats, lam, method)) < 1e-6
+    history = result.log_likelihood_history
+    np.testing.assert_array_less(-1e-12 * np.abs(history[1:]), np.diff(history))

@@ -245,7 +245,7 @@ def test_deviance_derivatives_equal_finite_differences():
         def deviance(v):
             theta, sigma = v
             lam = theta**2
-            d = inf.lambda_derivatives(stats, lam, method)
+            d = obj.lambda_derivatives(stats, lam, method)
             m = stats.n_obs - (stats.n_params if method == "reml" else 0)
             return d["logdet"] + d["rss"] / sigma**2 + m * np.log(sigma**2)
 

@@ -183,3 +183,26 @@ def test_bad_groups_are_refused():
         RandomInterceptRegressor().fit(X, y, groups=np.column_stack([codes, codes]))
     with pytest.raises(ValueError, match="method"):
         RandomInterceptRegressor(method="bayes").fit(X, y, groups=codes)
+
+
+@pytest.mark.parametrize("high", [5, 1000, 10**9])  # the last is too sparse for a table
+@pytest.mark.parametrize("dtype", [np.int64, np.int32, np.uint16])
+def test_integer_group_codes_equal_pandas_factorize(high, dtype):
+    from skhlm._groups import encode_groups
+
+    labels = np.random.default_rng(high).integers(0, min(high, np.iinfo(dtype).max), size=500).astype(dtype)
+    codes, levels = encode_groups(labels, labels.size)
+    expected_codes, expected_levels = pd.factorize(labels, sort=True)
+    np.testing.assert_array_equal(codes, expected_codes)
+    np.testing.assert_array_equal(levels, expected_levels)
+    assert levels.dtype == np.asarray(expected_levels).dtype
+
+
+@pytest.mark.parametrize("n", [1, 2, 5, 1000])
+def test_residual_quartiles_equal_numpy_quantile(n):
+    from skhlm._regressor import _quartiles
+
+    values = np.random.default_rng(n).normal(size=n)
+    expected = np.quantile(values, [0.0, 0.25, 0.5, 0.75, 1.0])
+    # The same interpolation, written differently: equal up to an ulp.
+    np.testing.assert_allclose(_quartiles(values.copy()), expected, rtol=1e-15, atol=1e-15)
