@@ -23,7 +23,7 @@ def no_columns_as_array(X):
 
 def numeric_columns(X):
     """Refuse a DataFrame with non-numeric columns, naming them."""
-    if not hasattr(X, "dtypes"):
+    if not isinstance(X, pd.DataFrame):
         return
     bad = [
         name

@@ -188,8 +188,9 @@ def _n_parameters(model):
 
 def _fixed_signature(model):
     """What identifies a fixed-effects design: the intercept, the feature names and
-    the columns' own statistics (which differ when the columns do)."""
-    s = model._standardization
+    the columns' statistics, their own and X'y (which tells apart columns of equal
+    mean and scale, e.g. a permuted column; y is checked to be the same apart)."""
+    s, stats = model._standardization, model._stats
     names = tuple(getattr(model, "feature_names_in_", ()))
     return (
         s.fit_intercept,
@@ -198,6 +199,7 @@ def _fixed_signature(model):
         s.kept.tobytes(),
         np.round(s.x_offset, 10).tobytes(),
         np.round(s.x_scale, 10).tobytes(),
+        np.round(stats.xty, 8).tobytes(),
     )
 
 

@@ -4,7 +4,7 @@ Standard errors, Satterthwaite degrees of freedom, intervals of the random effec
 and predictive standard deviations (profile likelihood: skhlm._profile).
 The functions in the first part are pure: they take the standardized
 :class:`SufficientStats` and variances in the same units (notation:
-skhlm._objective) and cost O(G p^2) per likelihood evaluation.  The functions taking
+skhlm._objective) and cost O(K p^2) per likelihood evaluation.  The functions taking
 a fitted ``model`` map the results to the user's units with
 ``model._standardization``.
 

@@ -13,8 +13,9 @@ t_j = 1'y_j.  With lambda = s2u / s2e and c_j = lambda / (1 + n_j lambda):
     REML: (n-p) log(2 pi rss/(n-p)) + sum_j log(1 + n_j lambda) + log det A + (n-p)
 
 are minus twice the log-likelihoods profiled over beta and s2e, with lme4's constants
-(its ``deviance`` and ``REMLcrit``).  Every function here is pure, costs O(G p^2) or
-less and works in the units of the statistics it is given.
+(its ``deviance`` and ``REMLcrit``).  Every function here is pure, costs O(K p^2)
+or less (K distinct group sizes: sums over groups are taken over size classes,
+skhlm._stats.SizeClasses) and works in the units of the statistics it is given.
 """
 
 import numpy as np

@@ -240,6 +240,8 @@ def _header(s):
         "asymptotic": "Wald z-tests",
     }[s.ddf]
     kind = "Linear mixed model" if s.n_groups else "Linear model (no groups)"
+    if not s.n_groups and s.ddf == "satterthwaite":
+        tests = "t-tests use n - p degrees of freedom (no variance parameters)"
     lines = [f"{kind} fit by {fit}. {tests}", f"Formula: {s.formula}"]
     if s.singular:
         lines.append("Boundary (singular) fit: the group variance is estimated at 0")

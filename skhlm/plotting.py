@@ -10,7 +10,7 @@ import numpy as np
 from scipy import stats
 from sklearn.utils.validation import check_is_fitted
 
-from ._groups import lookup_groups
+from ._groups import lookup_groups, split_group_column
 
 __all__ = ["plot_random_effects", "plot_shrinkage"]
 
@@ -91,7 +91,7 @@ def plot_random_effects(model, *, level=0.95, ax=None, max_labels=40):
     return ax
 
 
-def plot_shrinkage(model, X, y, groups, *, ax=None):
+def plot_shrinkage(model, X, y, groups=None, *, ax=None):
     """Partial pooling: each group's raw mean residual against its BLUP.
 
     The x axis is the no-pooling estimate of a group's intercept, the mean of
@@ -106,7 +106,8 @@ def plot_shrinkage(model, X, y, groups, *, ax=None):
         A fitted model with groups.
     X, y, groups : array-like
         The data the model was fitted to (or any data of the same groups); rows of
-        groups not seen in fit are ignored.
+        groups not seen in fit are ignored.  For a model with ``group_column``, X
+        holds the column and ``groups`` may be left out.
     ax : matplotlib Axes, default=None
 
     Returns
@@ -129,8 +130,12 @@ def plot_shrinkage(model, X, y, groups, *, ax=None):
     _fitted_with_groups(model)
     ax = _axes(ax)
     if model.group_column is not None:
-        raise ValueError("Pass X without the group column and the groups separately.")
-    residual = np.asarray(y, dtype=float) - model.predict(X)
+        X, column = split_group_column(X, model.group_column)
+        groups = column if groups is None else groups
+    if groups is None:
+        raise ValueError("plot_shrinkage needs the groups of the rows of X.")
+    population = np.asarray(X, dtype=float) @ model.coef_ + model.intercept_  # x'beta
+    residual = np.asarray(y, dtype=float) - population
     index = lookup_groups(groups, model.groups_, residual.shape[0])
     seen = index >= 0
     sizes = np.bincount(index[seen], minlength=model.groups_.size)

@@ -79,3 +79,13 @@ def test_plots_refuse_a_model_without_groups(fitted):
         model = RandomInterceptRegressor().fit(X, y)
     with pytest.raises(ValueError, match="fitted without groups"):
         plot_random_effects(model)
+
+
+def test_shrinkage_of_a_model_with_a_group_column(fitted):
+    model, X, y, groups = fitted
+    with_column = RandomInterceptRegressor(group_column="g").fit(X.assign(g=groups), y)
+    ax = plot_shrinkage(with_column, X.assign(g=groups), y)
+    (points,) = [c for c in ax.collections if isinstance(c, PathCollection)]
+    reference = plot_shrinkage(model, X, y, groups, ax=plt.subplots()[1])
+    (expected,) = [c for c in reference.collections if isinstance(c, PathCollection)]
+    np.testing.assert_allclose(points.get_offsets(), expected.get_offsets(), rtol=1e-10)

@@ -316,3 +316,30 @@ def test_bit_for_bit_deterministic_in_and_across_processes():
             with redirect_stdout(buffer):
                 exec(_SCRIPT, namespace)
     assert runs[0] == runs[1] == buffers[0].getvalue() == buffers[1].getvalue()
+
+
+def test_a_failed_fit_leaves_no_fitted_state(data):
+    from sklearn.exceptions import NotFittedError
+
+    X, y, groups = data
+    model = fit(X, y, groups)
+    with pytest.raises(ValueError, match="y is constant"):
+        model.fit(X[["x1", "x2"]], np.ones(len(y)), groups=groups)
+    assert not [name for name in vars(model) if name.endswith("_") or name.startswith("_")]
+    with pytest.raises(NotFittedError):
+        model.predict(X[["x1", "x2"]])
+    with pytest.raises(NotFittedError):
+        model.summary()
+    fresh = RandomInterceptRegressor()
+    with pytest.raises(ValueError):
+        fresh.fit(X, np.ones(len(y)), groups=groups)
+    with pytest.raises(NotFittedError):
+        fresh.predict(X)
+
+
+def test_x_as_a_series_and_boolean_group_column_are_refused_clearly(data):
+    X, y, groups = data
+    with pytest.raises(ValueError, match="Expected a 2-dimensional container|Expected 2D"):
+        RandomInterceptRegressor().fit(X["x1"], y, groups=groups)
+    with pytest.raises(ValueError, match="group_column"):
+        RandomInterceptRegressor(group_column=True).fit(X, y)

@@ -316,3 +316,13 @@ def test_y_types(data):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         RandomInterceptRegressor().fit(X, y, groups=groups)
+
+
+def test_return_std_through_a_routed_pipeline(data, routing):
+    X, y, groups = data
+    pipe = make_pipeline(StandardScaler(), RandomInterceptRegressor()).fit(X, y, groups=groups)
+    mean, std = pipe.predict(X, groups=groups, return_std=True)
+    direct = RandomInterceptRegressor().fit(StandardScaler().fit_transform(X), y, groups=groups)
+    expected_mean, expected_std = direct.predict(StandardScaler().fit(X).transform(X), groups=groups, return_std=True)
+    np.testing.assert_allclose(mean, expected_mean, rtol=1e-10)
+    np.testing.assert_allclose(std, expected_std, rtol=1e-10)
