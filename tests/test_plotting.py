@@ -89,3 +89,15 @@ def test_shrinkage_of_a_model_with_a_group_column(fitted):
     reference = plot_shrinkage(model, X, y, groups, ax=plt.subplots()[1])
     (expected,) = [c for c in reference.collections if isinstance(c, PathCollection)]
     np.testing.assert_allclose(points.get_offsets(), expected.get_offsets(), rtol=1e-10)
+
+
+def test_missing_matplotlib_names_the_extra(monkeypatch, fitted):
+    import subprocess
+    import sys
+
+    code = "import sys, skhlm, skhlm.plotting; print('matplotlib' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"  # imported lazily, at the first plot
+    monkeypatch.setitem(sys.modules, "matplotlib.pyplot", None)  # as if not installed
+    with pytest.raises(ImportError, match=r"pip install 'skhlm\[plot\]'"):
+        plot_random_effects(fitted[0])
