@@ -132,7 +132,7 @@ def coef_covariance(model):
     array([0.264, 0.079])
     """
     s2u, s2e = internal_variances(model)
-    a_inv = linalg.inv(obj.gls_system(model._stats, s2u / s2e)[0])
+    a_inv = obj.gls_inverse(model._stats, s2u / s2e)
     t, est = user_map(model._standardization)
     cov = t @ (s2e * a_inv) @ t.T
     cov[~est, :] = np.nan
@@ -198,7 +198,7 @@ def predictive_std(model, X, group_index):
     """
     s = model._standardization
     s2u_int, s2e_int = internal_variances(model)
-    a_inv = linalg.inv(obj.gls_system(model._stats, s2u_int / s2e_int)[0])
+    a_inv = obj.gls_inverse(model._stats, s2u_int / s2e_int)
     kept = s.kept
     # Centered internal rows keep the intercept's variance exact at large offsets.
     z = (np.asarray(X, dtype=np.float64)[:, kept] - s.x_offset[kept]) / s.x_scale[kept]

@@ -66,6 +66,12 @@ def gls_beta(stats, lam):
     return linalg.cho_solve(factor, b), factor
 
 
+def gls_inverse(stats, lam):
+    """A(lambda)^-1, so that Cov(beta_hat) = s2e A^-1 (lme4's vcov)."""
+    factor = linalg.cho_factor(gls_system(stats, lam)[0])
+    return linalg.cho_solve(factor, np.eye(stats.n_params))
+
+
 def _log_det_from_cho(factor):
     return 2.0 * np.log(np.diag(factor[0])).sum()
 

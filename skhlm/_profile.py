@@ -256,7 +256,7 @@ def profile_intervals(model, level=0.95, *, fixed=True):
         s2u, s2e, base = optimum
         lam = s2u / s2e
         beta = obj.gls_beta(stats, lam)[0]
-        cov = s2e * linalg.inv(obj.gls_system(stats, lam)[0])
+        cov = s2e * obj.gls_inverse(stats, lam)
         t, est = user_map(s)
         crit = st.chi2.ppf(level, 1)
         offset = s.y_offset if s.fit_intercept else 0.0

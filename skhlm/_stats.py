@@ -70,25 +70,29 @@ class SizeClasses:
 def size_classes(sizes, gx, gy):
     """Aggregate per-group sums into :class:`SizeClasses` (one pass over the groups).
 
-    The loop runs over the distinct sizes, at most sqrt(2 n) of them; each step is
-    one matrix product over that class's groups.
+    The groups are sorted by size once; the loop then runs over the distinct sizes,
+    at most sqrt(2 n) of them, each step one product [S_k, t_k]'[S_k, t_k] over that
+    class's (contiguous) groups, which gives ss, st and tt together.
     """
-    size, inverse, count = np.unique(sizes, return_inverse=True, return_counts=True)
-    order = np.argsort(inverse, kind="stable")
-    bounds = np.concatenate([[0], np.cumsum(count)])
-    ss = np.empty((size.shape[0], gx.shape[1], gx.shape[1]))
-    for k in range(size.shape[0]):
-        block = gx[order[bounds[k] : bounds[k + 1]]]
-        ss[k] = block.T @ block
-    n_classes = size.shape[0]
+    order = np.argsort(sizes, kind="stable")
+    sorted_sizes = sizes[order]
+    starts = np.concatenate([[0], np.flatnonzero(np.diff(sorted_sizes)) + 1])
+    stops = np.append(starts[1:], sizes.shape[0])
+    joint = np.column_stack([gx, gy])[order]  # rows [s_j', t_j], by size
+    p = gx.shape[1]
+    products = np.empty((starts.shape[0], p + 1, p + 1))
+    for k, (start, stop) in enumerate(zip(starts, stops)):
+        block = joint[start:stop]
+        products[k] = block.T @ block
+    sums = np.add.reduceat(joint, starts, axis=0)
     return SizeClasses(
-        size=size.astype(np.float64),
-        count=count.astype(np.float64),
-        ss=ss,
-        st=group_sums(inverse, n_classes, gx * gy[:, None]),
-        tt=np.bincount(inverse, weights=gy**2, minlength=n_classes),
-        s=group_sums(inverse, n_classes, gx),
-        t=np.bincount(inverse, weights=gy, minlength=n_classes),
+        size=sorted_sizes[starts].astype(np.float64),
+        count=(stops - starts).astype(np.float64),
+        ss=np.ascontiguousarray(products[:, :p, :p]),
+        st=np.ascontiguousarray(products[:, :p, p]),
+        tt=np.ascontiguousarray(products[:, p, p]),
+        s=np.ascontiguousarray(sums[:, :p]),
+        t=np.ascontiguousarray(sums[:, p]),
     )
 
 
@@ -320,8 +324,8 @@ def compute_statistics(X, y, codes, n_groups, *, fit_intercept=True):
     xtx = xtx / np.outer(x_scale, x_scale)
     xty = xty / (x_scale * y_scale)
     yty = yty / y_scale**2
-    gx = gx / x_scale
-    gy = gy / y_scale
+    gx /= x_scale  # the pass's own arrays: scaled in place
+    gy /= y_scale
 
     if fit_intercept:
         # The intercept column's sums are computed, not assumed 0, so that the
