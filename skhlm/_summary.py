@@ -275,14 +275,32 @@ def _residuals(q):
     ]
 
 
+# Beyond this many decimals a column is printed in scientific notation, as R's
+# format() does when fixed notation would be the wider one.
+_MAX_DECIMALS = 8
+
+
+def _decimals(values, digits):
+    """Decimals for every value of a column to show ``digits`` significant digits,
+    or None when that needs scientific notation."""
+    finite = np.abs([v for v in values if np.isfinite(v) and v != 0])
+    if not finite.size:
+        return 0
+    decimals = int(max(digits - 1 - np.floor(np.log10(finite.min())), 0))
+    return decimals if decimals <= _MAX_DECIMALS else None
+
+
+def _format_column(values, decimals, digits):
+    if decimals is None:
+        return [f"{v:.{digits - 1}e}" if np.isfinite(v) else "NA" for v in values]
+    return [f"{v:.{decimals}f}" if np.isfinite(v) else "NA" for v in values]
+
+
 def _common_decimals(values, digits=4):
     """Format a column as R's format(x, digits=4): enough decimals for every value
-    to show ``digits`` significant digits, the same number for all."""
-    finite = np.abs([v for v in values if np.isfinite(v) and v != 0])
-    decimals = 0
-    if finite.size:
-        decimals = int(np.clip(digits - 1 - np.floor(np.log10(finite.min())), 0, 12))
-    return [f"{v:.{decimals}f}" if np.isfinite(v) else "NA" for v in values]
+    to show ``digits`` significant digits, the same number for all (scientific
+    notation for very small values)."""
+    return _format_column(values, _decimals(values, digits), digits)
 
 
 def _random_effects(s):
@@ -313,16 +331,16 @@ def _stars(p):
 
 
 def _fixed_effects(fe, ddf):
-    se = fe["std_error"].to_numpy()
-    finite = se[np.isfinite(se) & (se > 0)]
     # Four significant digits on the smallest standard error, as printCoefmat.
-    decimals = int(np.clip(3 - np.floor(np.log10(finite.min())), 0, 10)) if finite.size else 3
+    decimals = _decimals(fe["std_error"], 4) if len(fe) else 3
     z_test = ddf == "asymptotic"
     names = ["Estimate", "Std. Error"] + ([] if z_test else ["df"])
     names += ["z value", "Pr(>|z|)"] if z_test else ["t value", "Pr(>|t|)"]
     rows = []
-    for name, r in fe.iterrows():
-        cells = [f"{r.estimate:.{decimals}f}", f"{r.std_error:.{decimals}f}"]
+    estimates = _format_column(fe["estimate"], decimals, 4)
+    errors = _format_column(fe["std_error"], decimals, 4)
+    for (name, r), estimate, error in zip(fe.iterrows(), estimates, errors):
+        cells = [estimate, error]
         if not z_test:
             cells.append(f"{r.df:.3f}")
         cells += [f"{r.t_value:.3f}", _format_p(r.p_value)]
