@@ -314,8 +314,13 @@ def compute_statistics(X, y, codes, n_groups, *, fit_intercept=True):
             f"codes must lie in range(n_groups={n_groups}); the largest is {sizes.shape[0] - 1}."
         )
     sizes = sizes.astype(np.float64)
-    with _blas_threads(k):
+    with _blas_threads(k), np.errstate(over="ignore", invalid="ignore"):
         xtx, xty, yty, gx, gy = _centered_cross_products(X, y, codes, n_groups, x_offset, y_offset)
+    if not (np.isfinite(xtx).all() and np.isfinite(xty).all() and np.isfinite(yty)):
+        raise ValueError(
+            "The squares of X or y overflow float64 (values beyond about 1e150 in "
+            "magnitude). Rescale them before fitting, e.g. divide by a power of 10."
+        )
 
     # Scale after the pass: the arrays are small and the division is exact enough.
     x_scale = np.sqrt(np.diag(xtx) / n)

@@ -343,3 +343,11 @@ def test_x_as_a_series_and_boolean_group_column_are_refused_clearly(data):
         RandomInterceptRegressor().fit(X["x1"], y, groups=groups)
     with pytest.raises(ValueError, match="group_column"):
         RandomInterceptRegressor(group_column=True).fit(X, y)
+
+
+@pytest.mark.parametrize("where", ["X", "y"])
+def test_values_whose_squares_overflow_are_refused(data, where):
+    X, y, groups = data
+    X, y = (X * 1e160, y) if where == "X" else (X, y * 1e160)
+    with pytest.raises(ValueError, match="squares of X or y overflow float64.*Rescale"):
+        fit(X, y, groups)
