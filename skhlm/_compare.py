@@ -1,10 +1,13 @@
 """Likelihood-ratio tests: nested models compared as lme4's ``anova(m0, m1, ...)``,
 and the test of s2u = 0 against the model without random effects."""
 
+import warnings
+
 import numpy as np
 import pandas as pd
 from scipy import stats as st
 from sklearn.base import clone
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.validation import check_is_fitted
 
 from . import _em
@@ -169,6 +172,13 @@ def refit_ml(model):
     stats = model._stats
     if model.groups_.size:
         result = _em.fit(stats, "ml", max_iter=model.max_iter, tol=model.tol)
+        if not result.converged:
+            warnings.warn(
+                f"The ML refit did not converge in max_iter={model.max_iter} iterations; "
+                "its likelihood-ratio tests may be off. Raise max_iter of the model.",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
         levels = model.groups_
     else:
         result, levels = _em.boundary_fit(stats, "ml"), None
@@ -177,6 +187,7 @@ def refit_ml(model):
     if hasattr(model, "feature_names_in_"):
         copy.feature_names_in_ = model.feature_names_in_
     copy._scaled_residual_quantiles = model._scaled_residual_quantiles
+    copy._names = getattr(model, "_names", ("y", "group"))
     return copy
 
 

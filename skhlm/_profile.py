@@ -7,12 +7,14 @@ profiled deviance is a 1-D minimization over lambda on the statistics, so a whol
 table takes a fraction of a second.
 """
 
+import warnings
 from dataclasses import replace
 
 import numpy as np
 import pandas as pd
 from scipy import linalg, optimize
 from scipy import stats as st
+from sklearn.exceptions import ConvergenceWarning
 
 from . import _em
 from . import _objective as obj
@@ -153,6 +155,13 @@ def ml_optimum(stats, has_groups=True):
     if not has_groups:
         return 0.0, obj.profiled_s2e(stats, 0.0, "ml"), obj.profiled_criterion(stats, 0.0, "ml")
     fit = _em.fit(stats, "ml", max_iter=1000, tol=1e-10)
+    if not fit.converged:
+        warnings.warn(
+            "The ML fit that the profile intervals start from did not converge in 1000 "
+            "iterations; the intervals may be off.",
+            ConvergenceWarning,
+            stacklevel=4,
+        )
     return fit.s2u, fit.s2e, obj.profiled_criterion(stats, fit.s2u / fit.s2e, "ml")
 
 

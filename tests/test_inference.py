@@ -455,3 +455,13 @@ def test_compare_refuses_reml_fits_of_different_columns_with_equal_moments():
     b = RandomInterceptRegressor().fit(permuted, y, groups=groups)
     with pytest.raises(ValueError, match="different fixed effects"):
         compare(a, b)
+
+
+def test_an_ml_refit_that_does_not_converge_warns():
+    from sklearn.exceptions import ConvergenceWarning
+
+    X, y, groups, _ = design("unbalanced/full/reml")
+    with pytest.warns(ConvergenceWarning):
+        model = RandomInterceptRegressor(max_iter=1, tol=1e-14).fit(X, y, groups=groups)
+    with pytest.warns(ConvergenceWarning, match="ML refit did not converge"):
+        compare(model, model, refit=True)
