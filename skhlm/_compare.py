@@ -91,7 +91,7 @@ def compare(*models, refit=False, names=None):
             "does), or fit them with method='ml'."
         )
 
-    npar = np.array([_n_parameters(m) for m in models])
+    npar = np.array([n_parameters(m) for m in models])
     order = np.argsort(npar, kind="stable")
     llk = np.array([models[k].log_likelihood_ for k in order])
     npar = npar[order]
@@ -191,7 +191,7 @@ def refit_ml(model):
     return copy
 
 
-def _n_parameters(model):
+def n_parameters(model):
     """Fixed effects (linearly redundant ones dropped) plus 2 variances, or 1 for s2e
     alone without groups: lme4's npar and the k of AIC."""
     return model._stats.n_params + (2 if model.groups_.size else 1)

@@ -40,12 +40,7 @@ def encode_groups(groups, n_samples):
     ValueError
         If groups is not 1-D, has the wrong length, or has missing labels.
     """
-    labels = _as_1d(groups)
-    if len(labels) != n_samples:
-        raise ValueError(
-            f"groups has {len(labels)} labels but X has {n_samples} rows; "
-            "pass one group label per row of X."
-        )
+    labels = _labels_for_rows(groups, n_samples)
     fast = _small_int_codes(labels)
     if fast is not None:
         return fast
@@ -81,14 +76,20 @@ def as_labels(groups):
     return np.asarray(_as_1d(groups))
 
 
-def lookup_groups(groups, levels, n_samples):
-    """Index of each label in ``levels``, -1 for a label not seen in fit."""
-    labels = as_labels(groups)
+def _labels_for_rows(groups, n_samples):
+    """The labels, 1-D, one per row of X."""
+    labels = _as_1d(groups)
     if len(labels) != n_samples:
         raise ValueError(
             f"groups has {len(labels)} labels but X has {n_samples} rows; "
             "pass one group label per row of X."
         )
+    return labels
+
+
+def lookup_groups(groups, levels, n_samples):
+    """Index of each label in ``levels``, -1 for a label not seen in fit."""
+    labels = np.asarray(_labels_for_rows(groups, n_samples))
     return pd.Index(levels).get_indexer(labels)
 
 

@@ -12,6 +12,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import _checks, _em
+from ._compare import n_parameters
 from ._inference import predictive_std
 from ._summary import summarize
 from ._groups import as_labels as _as_labels
@@ -299,23 +300,21 @@ class RandomInterceptRegressor(RegressorMixin, BaseEstimator):
         self.log_likelihood_history_ = result.log_likelihood_history - jacobian
         self.log_likelihood_ = float(self.log_likelihood_history_[-1])
         if levels is None:
-            n_cov = 1
             self.groups_ = np.array([])
             self.random_effects_ = np.array([])
             self.random_effects_var_ = np.array([])
             self.singular_ = False
         else:
-            n_cov = 2
             self.groups_ = levels
             u_hat, u_var = _em.posterior(stats, result.beta, result.s2u, result.s2e)
             self.random_effects_ = u_hat * standardization.y_scale
             self.random_effects_var_ = u_var * y_scale2
             self.singular_ = bool(result.boundary or s2u < 1e-8 * s2e)
-        k = stats.n_params + n_cov
-        self.aic_ = -2.0 * self.log_likelihood_ + 2.0 * k
-        self.bic_ = -2.0 * self.log_likelihood_ + k * np.log(stats.n_obs)
         self._stats = stats
         self._standardization = standardization
+        k = n_parameters(self)
+        self.aic_ = -2.0 * self.log_likelihood_ + 2.0 * k
+        self.bic_ = -2.0 * self.log_likelihood_ + k * np.log(stats.n_obs)
 
     def __sklearn_is_fitted__(self):
         return hasattr(self, "_stats")

@@ -167,14 +167,6 @@ class Standardization:
         return (n_obs - n_params) * log_sy + np.log(self.x_scale[self.kept]).sum()
 
 
-def group_sums(codes, n_groups, values):
-    """Per-group column sums of ``values`` (n,) or (n, k), by integer ``codes``."""
-    values = np.ascontiguousarray(values, dtype=np.float64)
-    out = np.zeros((n_groups,) + values.shape[1:])
-    _GroupAdder(codes.shape[0], codes.dtype)(out, codes, values)
-    return out
-
-
 class _GroupAdder:
     """Adds rows of a block to their groups' sums in place: ``out[codes[i]] += values[i]``.
 

@@ -16,7 +16,7 @@ from scipy import stats as st
 
 from . import _inference as inf
 from . import _profile
-from ._compare import group_variance_lrt
+from ._compare import group_variance_lrt, n_parameters
 
 # R's format.pval prints p-values below the machine epsilon as "< 2e-16".
 _P_FLOOR = 2.2e-16
@@ -52,6 +52,8 @@ class Summary:
     reml_criterion : float or None
         -2 REML log-likelihood of a REML fit (None for ML).
     n_obs, n_groups, n_iter : int
+    n_params : int
+        Estimated parameters, fixed effects and variances: lme4's npar.
     singular, converged : bool
     residual_quantiles : ndarray of shape (5,)
         Min, Q1, median, Q3, max of the scaled conditional residuals.
@@ -83,6 +85,7 @@ class Summary:
     reml_criterion: float | None
     n_obs: int
     n_groups: int
+    n_params: int
     singular: bool
     converged: bool
     n_iter: int
@@ -168,6 +171,7 @@ def summarize(model, *, level=0.95, ddf="satterthwaite"):
         reml_criterion=criterion if model.method == "reml" else None,
         n_obs=int(model._stats.n_obs),
         n_groups=int(model.groups_.size),
+        n_params=int(n_parameters(model)),
         singular=bool(model.singular_),
         converged=bool(model.converged_),
         n_iter=int(model.n_iter_),
@@ -253,9 +257,8 @@ def _header(s):
 def _criterion(s):
     if s.method == "reml":
         return [f"REML criterion at convergence: {s.reml_criterion:.1f}"]
-    n_par = s.fixed_effects["std_error"].notna().sum() + (2 if s.n_groups else 1)
     values = [s.aic, s.bic, s.log_likelihood, s.deviance]
-    cells = [f"{v:.1f}" for v in values] + [str(s.n_obs - n_par)]
+    cells = [f"{v:.1f}" for v in values] + [str(s.n_obs - s.n_params)]
     names = ["AIC", "BIC", "logLik", "deviance", "df.resid"]
     width = [max(len(a), len(b)) for a, b in zip(names, cells)]
     return [
