@@ -255,7 +255,7 @@ def fit(stats, method, *, max_iter=200, tol=1e-10, accelerate=True, verbose=0):
             theta = profile_polish(stats, method, theta)
             new = update(theta)
             step = new - theta
-            theta, current = new, max(objective(new), current)
+            theta, current = new, objective(new)
         elif accelerate:
             theta, current, step, _ = squarem_step(update, objective, theta, current)
         else:

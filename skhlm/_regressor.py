@@ -17,7 +17,7 @@ from ._inference import predictive_std
 from ._summary import summarize
 from ._groups import as_labels as _as_labels
 from ._groups import encode_groups, lookup_groups, split_group_column
-from ._stats import compute_statistics
+from ._stats import NonFiniteStatistics, compute_statistics
 
 
 # Fitted state that is not a public attribute (public ones end with "_").
@@ -235,7 +235,6 @@ class RandomInterceptRegressor(RegressorMixin, BaseEstimator):
             ensure_all_finite=False,
         )
         feature_names = getattr(self, "feature_names_in_", None)
-        _checks.finite(X, feature_names)
         n_samples = X.shape[0]
         if groups is None:
             warnings.warn(
@@ -253,9 +252,13 @@ class RandomInterceptRegressor(RegressorMixin, BaseEstimator):
             _checks.group_count(levels.shape[0], n_samples)
 
         n_groups = 1 if levels is None else levels.shape[0]
-        stats, standardization = compute_statistics(
-            X, y, codes, n_groups, fit_intercept=self.fit_intercept
-        )
+        try:
+            stats, standardization = compute_statistics(
+                X, y, codes, n_groups, fit_intercept=self.fit_intercept
+            )
+        except NonFiniteStatistics:
+            _checks.finite(X, feature_names)  # NaN or inf in X: say where; else overflow
+            raise
         _checks.identifiable(stats, grouped=levels is not None)
         _checks.redundant_columns(standardization, feature_names)
         if levels is None:

@@ -42,6 +42,10 @@ except ImportError:  # pragma: no cover - a private module of scipy
     _csc_matvec = _csc_matvecs = None
 
 
+class NonFiniteStatistics(ValueError):
+    """The cross-products are not finite: NaN or inf in the data, or overflow."""
+
+
 @dataclass(frozen=True)
 class SizeClasses:
     """Sums over the groups of each distinct size.
@@ -293,8 +297,9 @@ def compute_statistics(X, y, codes, n_groups, *, fit_intercept=True):
     """
     n, k = X.shape
     if fit_intercept:
-        x_offset = X.mean(axis=0, dtype=np.float64)
-        y_offset = float(y.mean(dtype=np.float64))
+        with np.errstate(invalid="ignore"):  # +inf and -inf in a column: caught below
+            x_offset = X.mean(axis=0, dtype=np.float64)
+            y_offset = float(y.mean(dtype=np.float64))
     else:
         x_offset = np.zeros(k)
         y_offset = 0.0
@@ -308,8 +313,10 @@ def compute_statistics(X, y, codes, n_groups, *, fit_intercept=True):
     sizes = sizes.astype(np.float64)
     with _blas_threads(k), np.errstate(over="ignore", invalid="ignore"):
         xtx, xty, yty, gx, gy = _centered_cross_products(X, y, codes, n_groups, x_offset, y_offset)
+    # A NaN or inf in the data, or values whose squares overflow, make these
+    # non-finite: the data need no separate pass to be checked.
     if not (np.isfinite(xtx).all() and np.isfinite(xty).all() and np.isfinite(yty)):
-        raise ValueError(
+        raise NonFiniteStatistics(
             "The squares of X or y overflow float64 (values beyond about 1e150 in "
             "magnitude). Rescale them before fitting, e.g. divide by a power of 10."
         )
