@@ -32,7 +32,7 @@ from skhlm import _em, _regressor  # noqa: E402
 STAGES = [
     ("input checks (_checks.*)", "_checks", ["numeric_columns", "finite_response", "finite"]),
     ("validate_data", _regressor, ["validate_data"]),
-    ("encode_groups (pandas.factorize)", _regressor, ["encode_groups"]),
+    ("encode_groups (codes by size)", _regressor, ["encode_groups"]),
     ("compute_statistics (the one pass)", _regressor, ["compute_statistics"]),
     ("identifiability checks", "_checks", ["identifiable", "redundant_columns", "group_count"]),
     ("EM (_em.fit)", _em, ["fit"]),

@@ -217,7 +217,7 @@ def _fixed_signature(model):
 def _response_moments(model):
     """n, sum y, sum y^2 in the user's units, from the standardized statistics."""
     s, stats = model._standardization, model._stats
-    total = s.y_scale * stats.group_ysum.sum() + stats.n_obs * s.y_offset
+    total = s.y_scale * stats.classes.t.sum() + stats.n_obs * s.y_offset
     squares = s.y_scale**2 * stats.yty + 2.0 * s.y_offset * (total - stats.n_obs * s.y_offset)
     squares += stats.n_obs * s.y_offset**2
     return stats.n_obs, total, squares

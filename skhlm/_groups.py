@@ -3,6 +3,8 @@
 Groups are integer codes plus a sorted array of levels, never an indicator matrix.
 """
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
@@ -28,8 +30,43 @@ def _as_1d(groups, name="groups"):
     return arr
 
 
+@dataclass(frozen=True)
+class GroupCoding:
+    """The rows' groups as integers, with the groups numbered in order of size.
+
+    Group i (of G) is the one with the i-th smallest size (ties in label order): the
+    groups of each size are then a contiguous range of numbers, so that sums over
+    groups of each size are taken on slices, with no gather (skhlm._stats).
+    """
+
+    codes: np.ndarray  # (n,) int32 or intp: the number of each row's group
+    sizes: np.ndarray  # (G,) int64, ascending: rows per group
+    level: np.ndarray  # (G,) intp: group i has label levels[level[i]]
+    levels: np.ndarray  # (G,) the labels, sorted
+
+    @property
+    def n_groups(self):
+        return self.sizes.shape[0]
+
+    @classmethod
+    def single(cls, n_samples):
+        """All rows in one group, labelled 0 (a fit without groups)."""
+        return cls(
+            codes=np.zeros(n_samples, dtype=np.intp),
+            sizes=np.array([n_samples]),
+            level=np.zeros(1, dtype=np.intp),
+            levels=np.zeros(1, dtype=np.intp),
+        )
+
+    def by_level(self, values):
+        """Per-group values (in size order) rearranged in the order of ``levels``."""
+        out = np.empty_like(values)
+        out[self.level] = values
+        return out
+
+
 def encode_groups(groups, n_samples):
-    """Integer codes 0..G-1 for the rows and the sorted levels they index.
+    """The :class:`GroupCoding` of the rows' labels.
 
     Labels of any hashable dtype work: ints, strings, objects, pandas Categorical
     (unused categories are ignored; levels follow the category order).  Labels of
@@ -41,7 +78,7 @@ def encode_groups(groups, n_samples):
         If groups is not 1-D, has the wrong length, or has missing labels.
     """
     labels = _labels_for_rows(groups, n_samples)
-    fast = _small_int_codes(labels)
+    fast = _small_int_coding(labels)
     if fast is not None:
         return fast
     try:
@@ -54,21 +91,39 @@ def encode_groups(groups, n_samples):
             f"groups has {n_missing} missing label(s) (None or NaN) out of {n_samples} "
             "rows. Drop those rows or give them a group label before fitting."
         )
-    return codes.astype(np.intp, copy=False), np.asarray(levels)
+    sizes = np.bincount(codes, minlength=levels.shape[0])
+    level, rank = _size_order(sizes)
+    return GroupCoding(rank[codes], sizes[level], level, np.asarray(levels))
 
 
-def _small_int_codes(labels):
-    """Codes and sorted levels of non-negative integer labels by a lookup table:
-    the same answer as pd.factorize(sort=True), several times faster.  None when
-    the labels are of another kind, or too large for a table of ~ n entries."""
+def _size_order(sizes):
+    """The groups by size (stable) and each group's place in that order."""
+    # numpy sorts 16-bit integers by radix, O(G): 3x faster than int64 at G = 5e5.
+    small = sizes.shape[0] == 0 or sizes.max() < 2**16
+    level = np.argsort(sizes.astype(np.uint16) if small else sizes, kind="stable")
+    rank = np.empty(sizes.shape[0], dtype=np.intp)
+    rank[level] = np.arange(sizes.shape[0])
+    return level, rank
+
+
+def _small_int_coding(labels):
+    """The coding of non-negative integer labels by a lookup table: the same levels
+    as pd.factorize(sort=True), several times faster, and the rows' numbers in size
+    order from the same lookup.  None when the labels are of another kind, or too
+    large for a table of ~ n entries."""
     if not isinstance(labels, (np.ndarray, pd.Series)) or labels.dtype.kind not in "iu":
         return None
     values = np.asarray(labels)
     if values.size == 0 or values.min() < 0 or values.max() > 4 * values.size + 1024:
         return None
-    present = np.bincount(values) > 0
-    lookup = np.cumsum(present) - 1
-    return lookup[values].astype(np.intp), np.flatnonzero(present).astype(values.dtype)
+    counts = np.bincount(values)
+    levels = np.flatnonzero(counts > 0).astype(values.dtype)  # 3x faster on a bool
+    sizes = counts[levels]
+    level, rank = _size_order(sizes)
+    # The table maps a label to its group's number; int32 halves its cache footprint.
+    table = np.empty(counts.shape[0], dtype=np.int32 if levels.size < 2**31 else np.intp)
+    table[levels] = rank
+    return GroupCoding(table[values], sizes[level], level, levels)
 
 
 def as_labels(groups):

@@ -39,7 +39,7 @@ def gls_system(stats, lam):
 
 def group_residual_sums(stats, beta):
     """r_j(beta) = t_j - s_j' beta: the sum of a group's marginal residuals."""
-    return stats.group_ysum - stats.group_xsum @ beta
+    return stats.groups.residual_sums(beta)
 
 
 def ols_rss(stats, beta):

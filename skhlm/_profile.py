@@ -101,9 +101,9 @@ def constrained_stats(stats, contrast, value):
         xty=null.T @ xty_shift,
         yty=float(stats.yty - 2.0 * shift @ stats.xty + shift @ stats.xtx @ shift),
         n_obs=stats.n_obs,
-        group_sizes=stats.group_sizes,
-        group_xsum=stats.group_xsum @ null,
-        group_ysum=stats.group_ysum - stats.group_xsum @ shift,
+        groups=stats.groups.mapped(
+            stats.groups.x_map @ null, stats.groups.y_map - stats.groups.x_map @ shift
+        ),
         classes=classes,
     )
 

@@ -16,7 +16,7 @@ from ._compare import n_parameters
 from ._inference import predictive_std
 from ._summary import summarize
 from ._groups import as_labels as _as_labels
-from ._groups import encode_groups, lookup_groups, split_group_column
+from ._groups import GroupCoding, encode_groups, lookup_groups, split_group_column
 from ._stats import NonFiniteStatistics, compute_statistics
 
 
@@ -246,16 +246,14 @@ class RandomInterceptRegressor(RegressorMixin, BaseEstimator):
                 UserWarning,
                 stacklevel=2,
             )
-            codes, levels = np.zeros(n_samples, dtype=np.intp), None
+            coding, levels = GroupCoding.single(n_samples), None
         else:
-            codes, levels = encode_groups(groups, n_samples)
-            _checks.group_count(levels.shape[0], n_samples)
+            coding = encode_groups(groups, n_samples)
+            levels = coding.levels
+            _checks.group_count(coding.n_groups, n_samples)
 
-        n_groups = 1 if levels is None else levels.shape[0]
         try:
-            stats, standardization = compute_statistics(
-                X, y, codes, n_groups, fit_intercept=self.fit_intercept
-            )
+            stats, standardization = compute_statistics(X, y, coding, fit_intercept=self.fit_intercept)
         except NonFiniteStatistics:
             _checks.finite(X, feature_names)  # NaN or inf in X: say where; else overflow
             raise
@@ -274,11 +272,11 @@ class RandomInterceptRegressor(RegressorMixin, BaseEstimator):
                 stacklevel=2,
             )
         self._set_fitted(result, stats, standardization, levels)
-        self._scaled_residual_quantiles = self._residual_quantiles(X, y, codes)
+        self._scaled_residual_quantiles = self._residual_quantiles(X, y, coding)
         self._names = names
         return self
 
-    def _residual_quantiles(self, X, y, codes):
+    def _residual_quantiles(self, X, y, coding):
         """Min, quartiles and max of (y - x'beta - u_j) / sqrt(s2e), for the summary
         (lme4's scaled residuals): the only statistic that needs the rows again."""
         s2e = self.variance_components_["residual"]
@@ -287,7 +285,7 @@ class RandomInterceptRegressor(RegressorMixin, BaseEstimator):
         resid = np.asarray(X @ self.coef_, dtype=np.float64)
         resid += self.intercept_
         if self.random_effects_.size:
-            resid += self.random_effects_[codes]
+            resid += self.random_effects_[coding.level][coding.codes]
         np.subtract(y, resid, out=resid)
         return _quartiles(resid) / np.sqrt(s2e)
 

@@ -7,7 +7,7 @@ whole n x n V) and uses textbook formulas: slow, obviously right.
 import numpy as np
 from scipy import stats as st
 
-from skhlm._stats import SufficientStats
+from skhlm._stats import GroupSums, SufficientStats
 
 
 def naive_stats(X, y, codes):
@@ -22,9 +22,7 @@ def naive_stats(X, y, codes):
         xty=X.T @ y,
         yty=float(y @ y),
         n_obs=X.shape[0],
-        group_sizes=np.bincount(codes).astype(float),
-        group_xsum=gx,
-        group_ysum=gy,
+        groups=GroupSums.of(np.bincount(codes), gx, gy),
     )
 
 

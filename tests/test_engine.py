@@ -7,6 +7,7 @@ from scipy import linalg
 from scipy.optimize import minimize_scalar
 
 from skhlm import _em, _stats
+from skhlm._groups import encode_groups
 from skhlm import _objective as obj
 
 
@@ -204,11 +205,15 @@ def test_statistics_are_those_of_the_standardized_design():
     codes = np.repeat(np.arange(5), [3, 1, 4, 2, 6])
     X = rng.normal(loc=[1e4, -3.0], scale=[1e-2, 50.0], size=(codes.size, 2))
     y = 1e6 + rng.normal(size=codes.size)
-    stats, sd = _stats.compute_statistics(X, y, codes, 5, fit_intercept=True)
+    stats, sd = _stats.compute_statistics(X, y, encode_groups(codes, codes.size), fit_intercept=True)
     design = np.column_stack([np.ones(codes.size), (X - X.mean(0)) / sd.x_scale])
     expected = dense.naive_stats(design, (y - y.mean()) / sd.y_scale, codes)
     for name in ["xtx", "xty", "yty", "group_sizes", "group_xsum", "group_ysum"]:
         np.testing.assert_allclose(getattr(stats, name), getattr(expected, name), atol=1e-12)
+    for name in ["size", "count", "ss", "st", "tt", "s", "t"]:
+        np.testing.assert_allclose(
+            getattr(stats.classes, name), getattr(expected.classes, name), atol=1e-11
+        )
     np.testing.assert_allclose(np.diag(stats.xtx)[1:], codes.size, rtol=1e-12)
 
 

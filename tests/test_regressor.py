@@ -191,11 +191,18 @@ def test_integer_group_codes_equal_pandas_factorize(high, dtype):
     from skhlm._groups import encode_groups
 
     labels = np.random.default_rng(high).integers(0, min(high, np.iinfo(dtype).max), size=500).astype(dtype)
-    codes, levels = encode_groups(labels, labels.size)
     expected_codes, expected_levels = pd.factorize(labels, sort=True)
-    np.testing.assert_array_equal(codes, expected_codes)
-    np.testing.assert_array_equal(levels, expected_levels)
-    assert levels.dtype == np.asarray(expected_levels).dtype
+    # The same labels as strings take the pandas path; both must agree with factorize.
+    for given in [labels, np.char.zfill(labels.astype(str), 10)]:
+        coding = encode_groups(given, labels.size)
+        np.testing.assert_array_equal(coding.level[coding.codes], expected_codes)
+        np.testing.assert_array_equal(coding.levels.astype(labels.dtype), expected_levels)
+        # Groups numbered by size, ties in label order.
+        sizes = np.bincount(expected_codes)
+        np.testing.assert_array_equal(coding.sizes, sizes[coding.level])
+        order = np.lexsort([np.arange(sizes.size), sizes])
+        np.testing.assert_array_equal(coding.level, order)
+    assert encode_groups(labels, labels.size).levels.dtype == np.asarray(expected_levels).dtype
 
 
 @pytest.mark.parametrize("n", [1, 2, 5, 1000])
@@ -206,3 +213,11 @@ def test_residual_quartiles_equal_numpy_quantile(n):
     expected = np.quantile(values, [0.0, 0.25, 0.5, 0.75, 1.0])
     # The same interpolation, written differently: equal up to an ulp.
     np.testing.assert_allclose(_quartiles(values.copy()), expected, rtol=1e-15, atol=1e-15)
+
+
+def test_groups_are_numbered_by_size_also_beyond_16_bits():
+    from skhlm._groups import _size_order
+
+    level, rank = _size_order(np.array([70_000, 3, 70_000, 1, 2**16, 3]))
+    assert level.tolist() == [3, 1, 5, 4, 0, 2]
+    np.testing.assert_array_equal(rank[level], np.arange(6))
