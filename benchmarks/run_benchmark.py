@@ -89,6 +89,10 @@ def configurations(args):
         configs.append(dict(kind="wide", n=10**6, p=100, groups=10**4))
         for groups in (100, 1000, 10**4, 10**5, 5 * 10**5):
             configs.append(dict(kind="groups", n=10**6, p=10, groups=groups))
+    if args.only:
+        if args.only != "main" and (args.quick or args.sizes):
+            raise SystemExit(f"--only {args.only} runs at n = 1e6: drop --quick and --sizes.")
+        configs = [c for c in configs if c["kind"] == args.only]
     for c in configs:
         c["name"] = f"n={sci(c['n'])} p={c['p']} G={sci(c['groups'])}"
     return configs
@@ -333,6 +337,9 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="n in 1e4, 1e5 only (90 s)")
     parser.add_argument("--sizes", nargs="+", help="values of n (e.g. 1e4 1e6); default 1e4 1e5 1e6 1e7")
     parser.add_argument("--systems", nargs="+", choices=SYSTEMS, default=list(SYSTEMS))
+    parser.add_argument(
+        "--only", choices=["main", "wide", "groups"], help="run one part: the main grid, the wide case or the group sweep"
+    )
     parser.add_argument("--reps", type=int, default=3, help="fits per system and data set (median taken)")
     parser.add_argument("--cap", type=float, help="time cap per fit in seconds (default 60, quick 5)")
     parser.add_argument("--merf-max-n", type=float, help="largest n MERF is run at (default 1e5, quick 1e4)")

@@ -39,7 +39,7 @@ class GroupCoding:
     groups of each size are taken on slices, with no gather (skhlm._stats).
     """
 
-    codes: np.ndarray  # (n,) int32 or intp: the number of each row's group
+    codes: np.ndarray  # (n,) intp: the number of each row's group
     sizes: np.ndarray  # (G,) int64, ascending: rows per group
     level: np.ndarray  # (G,) intp: group i has label levels[level[i]]
     levels: np.ndarray  # (G,) the labels, sorted
@@ -91,19 +91,27 @@ def encode_groups(groups, n_samples):
             f"groups has {n_missing} missing label(s) (None or NaN) out of {n_samples} "
             "rows. Drop those rows or give them a group label before fitting."
         )
-    sizes = np.bincount(codes, minlength=levels.shape[0])
-    level, rank = _size_order(sizes)
-    return GroupCoding(rank[codes], sizes[level], level, np.asarray(levels))
+    level, rank, sorted_sizes = _size_order(np.bincount(codes, minlength=levels.shape[0]))
+    return GroupCoding(rank[codes].astype(np.intp), sorted_sizes, level, np.asarray(levels))
 
 
 def _size_order(sizes):
-    """The groups by size (stable) and each group's place in that order."""
+    """The groups by size (stable), each group's place in that order, and the sizes
+    in that order."""
     # numpy sorts 16-bit integers by radix, O(G): 3x faster than int64 at G = 5e5.
     small = sizes.shape[0] == 0 or sizes.max() < 2**16
     level = np.argsort(sizes.astype(np.uint16) if small else sizes, kind="stable")
-    rank = np.empty(sizes.shape[0], dtype=np.intp)
-    rank[level] = np.arange(sizes.shape[0])
-    return level, rank
+    dtype = _code_dtype(sizes.shape[0])
+    rank = np.empty(sizes.shape[0], dtype=dtype)
+    rank[level] = np.arange(sizes.shape[0], dtype=dtype)
+    # The sorted sizes from their histogram: a sequential write, not a gather.
+    histogram = np.bincount(sizes)
+    return level, rank, np.repeat(np.arange(histogram.shape[0]), histogram)
+
+
+def _code_dtype(n_groups):
+    # int32: half the cache footprint of intp in the label table's gather.
+    return np.int32 if n_groups < 2**31 else np.intp
 
 
 def _small_int_coding(labels):
@@ -117,13 +125,17 @@ def _small_int_coding(labels):
     if values.size == 0 or values.min() < 0 or values.max() > 4 * values.size + 1024:
         return None
     counts = np.bincount(values)
-    levels = np.flatnonzero(counts > 0).astype(values.dtype)  # 3x faster on a bool
+    levels = np.flatnonzero(counts > 0)  # 3x faster on a bool
     sizes = counts[levels]
-    level, rank = _size_order(sizes)
-    # The table maps a label to its group's number; int32 halves its cache footprint.
-    table = np.empty(counts.shape[0], dtype=np.int32 if levels.size < 2**31 else np.intp)
+    level, rank, sorted_sizes = _size_order(sizes)
+    # label -> its group's number (int32: the gather below is 40% faster at 5e5
+    # groups than from the int64 counts).
+    table = np.empty(counts.shape[0], dtype=rank.dtype)
     table[levels] = rank
-    return GroupCoding(table[values], sizes[level], level, levels)
+    # The codes are copied out as intp: the fit reads them ~10 ms faster at 5e5
+    # groups (n = 1e6) than the int32 gather's own output, in a fresh process.
+    codes = table[values].astype(np.intp)
+    return GroupCoding(codes, sorted_sizes, level, levels.astype(values.dtype, copy=False))
 
 
 def as_labels(groups):

@@ -218,6 +218,8 @@ def test_residual_quartiles_equal_numpy_quantile(n):
 def test_groups_are_numbered_by_size_also_beyond_16_bits():
     from skhlm._groups import _size_order
 
-    level, rank = _size_order(np.array([70_000, 3, 70_000, 1, 2**16, 3]))
+    sizes = np.array([70_000, 3, 70_000, 1, 2**16, 3])
+    level, rank, sorted_sizes = _size_order(sizes)
     assert level.tolist() == [3, 1, 5, 4, 0, 2]
     np.testing.assert_array_equal(rank[level], np.arange(6))
+    np.testing.assert_array_equal(sorted_sizes, sizes[level])
