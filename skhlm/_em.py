@@ -42,9 +42,14 @@ def posterior(stats, beta, s2u, s2e):
 
     u_hat_j = s2u r_j / d_j and v_j = s2u s2e / d_j, with d_j = s2e + n_j s2u.
     """
-    d = s2e + stats.group_sizes * s2u
-    r = obj.group_residual_sums(stats, beta)
-    return s2u * r / d, s2u * s2e / d
+    groups = stats.groups
+    d = groups.sizes * s2u  # in size order, in place: G may be as large as n / 2
+    d += s2e
+    u = groups.residual_sums(beta, by_level=False)
+    u *= s2u
+    u /= d
+    np.divide(s2u * s2e, d, out=d)
+    return groups.by_level(u), groups.by_level(d)
 
 
 def e_step(stats, s2u, s2e):

@@ -58,12 +58,6 @@ class GroupCoding:
             levels=np.zeros(1, dtype=np.intp),
         )
 
-    def by_level(self, values):
-        """Per-group values (in size order) rearranged in the order of ``levels``."""
-        out = np.empty_like(values)
-        out[self.level] = values
-        return out
-
 
 def encode_groups(groups, n_samples):
     """The :class:`GroupCoding` of the rows' labels.

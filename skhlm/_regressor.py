@@ -308,8 +308,9 @@ class RandomInterceptRegressor(RegressorMixin, BaseEstimator):
         else:
             self.groups_ = levels
             u_hat, u_var = _em.posterior(stats, result.beta, result.s2u, result.s2e)
-            self.random_effects_ = u_hat * standardization.y_scale
-            self.random_effects_var_ = u_var * y_scale2
+            u_hat *= standardization.y_scale
+            u_var *= y_scale2
+            self.random_effects_, self.random_effects_var_ = u_hat, u_var
             self.singular_ = bool(result.boundary or s2u < 1e-8 * s2e)
         self._stats = stats
         self._standardization = standardization

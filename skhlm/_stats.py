@@ -157,18 +157,20 @@ class GroupSums:
     def size_classes(self):
         return _mapped_classes(_raw_class_sums(self.sizes, self.x, self.y), self.x_map, self.y_map)
 
-    def residual_sums(self, beta):
-        """r_j(beta) = t_j - s_j' beta, by label: one product with the (G, k) sums."""
-        return self._by_level(self._design_times(self.y_map - self.x_map @ beta))
+    def residual_sums(self, beta, by_level=True):
+        """r_j(beta) = t_j - s_j' beta, by label (or in size order): one product
+        with the (G, k) sums."""
+        r = self._design_times(self.y_map - self.x_map @ beta)
+        return self.by_level(r) if by_level else r
 
     def group_sizes(self):
-        return self._by_level(self.sizes)
+        return self.by_level(self.sizes)
 
     def xsum(self):
-        return self._by_level(self._design_times(self.x_map))
+        return self.by_level(self._design_times(self.x_map))
 
     def ysum(self):
-        return self._by_level(self._design_times(self.y_map))
+        return self.by_level(self._design_times(self.y_map))
 
     def _design_times(self, coef):
         """D @ coef for a (k + 2,) or (k + 2, m) coef, without forming D."""
@@ -177,7 +179,8 @@ class GroupSums:
         out += np.multiply.outer(self.y, coef[-1])
         return out
 
-    def _by_level(self, values):
+    def by_level(self, values):
+        """Per-group values in size order, rearranged by label."""
         out = np.empty_like(values)
         out[self.level] = values
         return out
