@@ -7,8 +7,10 @@ sums and the response sum.  After that nothing in the fit touches the n rows aga
 The statistics are of a standardized problem: columns centered (when there is an
 intercept) and scaled to unit root-mean-square, and y likewise.  Centering happens
 before the cross-products are formed, so large offsets in the data cost no digits;
-scaling happens after, on the p x p and G x p arrays, so it is exact up to rounding.
-:class:`Standardization` records the affine map back to the user's units.
+scaling happens after, on the p x p arrays and on the sums by group size, so it is
+exact up to rounding.  The (G, k) group sums are never rescaled or copied: they are
+read through a linear map (:class:`GroupSums`).  :class:`Standardization` records the
+affine map back to the user's units.
 """
 
 from contextlib import nullcontext
@@ -71,6 +73,14 @@ class SizeClasses:
         return self.tt - 2.0 * self.st @ beta + ss_beta @ beta
 
 
+@dataclass(frozen=True)
+class _RawClassSums:
+    size: np.ndarray  # (K,)
+    count: np.ndarray  # (K,)
+    products: np.ndarray  # (K, q, q)
+    sums: np.ndarray  # (K, q)
+
+
 def _raw_class_sums(sizes, x, y):
     """Per size class, the cross-products and sums of the rows D_j = [n_j, x_j', t_j].
 
@@ -98,22 +108,7 @@ def _raw_class_sums(sizes, x, y):
     sums[:, 0] = count * size
     products[:, 0, :] = size[:, None] * sums
     products[:, :, 0] = products[:, 0, :]
-    return size, count, products, sums
-
-
-def _mapped_classes(raw, x_map, y_map):
-    """:class:`SizeClasses` of s_j = x_map' D_j and t_j = y_map' D_j."""
-    size, count, products, sums = raw
-    p_x = products @ x_map
-    return SizeClasses(
-        size=size,
-        count=count,
-        ss=np.ascontiguousarray(x_map.T @ p_x),
-        st=np.ascontiguousarray(np.einsum("kqp,q->kp", p_x, y_map)),
-        tt=np.einsum("q,kqr,r->k", y_map, products, y_map),
-        s=sums @ x_map,
-        t=sums @ y_map,
-    )
+    return _RawClassSums(size, count, products, sums)
 
 
 @dataclass(frozen=True)
@@ -126,7 +121,9 @@ class GroupSums:
     constraints) change the small maps, never the (G, k) array.
 
     Rows are the groups in order of size (:class:`skhlm._groups.GroupCoding`); the
-    per-group results are returned in the order of the sorted labels.
+    per-group results are returned in the order of the sorted labels.  The sums of
+    D_j D_j' and D_j over each size class are computed once (O(G k^2)); the
+    :class:`SizeClasses` of any map follow from them in O(K k^2).
     """
 
     sizes: np.ndarray  # (G,) float64, ascending
@@ -135,6 +132,11 @@ class GroupSums:
     level: np.ndarray  # (G,) row j holds the sums of label number level[j]
     x_map: np.ndarray  # (k + 2, p)
     y_map: np.ndarray  # (k + 2,)
+    raw: _RawClassSums = None
+
+    def __post_init__(self):
+        if self.raw is None:
+            object.__setattr__(self, "raw", _raw_class_sums(self.sizes, self.x, self.y))
 
     @classmethod
     def of(cls, sizes, xsum, ysum):
@@ -155,7 +157,18 @@ class GroupSums:
         return replace(self, x_map=x_map, y_map=y_map)
 
     def size_classes(self):
-        return _mapped_classes(_raw_class_sums(self.sizes, self.x, self.y), self.x_map, self.y_map)
+        """:class:`SizeClasses` of s_j = x_map' D_j and t_j = y_map' D_j."""
+        raw, x_map, y_map = self.raw, self.x_map, self.y_map
+        p_x = raw.products @ x_map
+        return SizeClasses(
+            size=raw.size,
+            count=raw.count,
+            ss=np.ascontiguousarray(x_map.T @ p_x),
+            st=np.ascontiguousarray(np.einsum("kqp,q->kp", p_x, y_map)),
+            tt=np.einsum("q,kqr,r->k", y_map, raw.products, y_map),
+            s=raw.sums @ x_map,
+            t=raw.sums @ y_map,
+        )
 
     def residual_sums(self, beta, by_level=True):
         """r_j(beta) = t_j - s_j' beta, by label (or in size order): one product
@@ -425,7 +438,7 @@ def compute_statistics(X, y, coding, *, fit_intercept=True):
     if fit_intercept:
         # The intercept column's sums are computed, not assumed 0, so that the
         # statistics stay exactly those of the design [1, Xc].
-        class_sums = raw_classes[3].sum(axis=0)
+        class_sums = raw_classes.sums.sum(axis=0)
         col_sums = class_sums[1:-1] / x_scale
         xtx = np.block([[np.array([[n]]), col_sums[None, :]], [col_sums[:, None], xtx]])
         xty = np.concatenate([[class_sums[-1] / y_scale], xty])
@@ -443,14 +456,12 @@ def compute_statistics(X, y, coding, *, fit_intercept=True):
         x_map[0, 0] = 1.0
     y_map = np.zeros(k + 2)
     y_map[-1] = 1.0 / y_scale
-    groups = GroupSums(sizes, gx, gy, coding.level, x_map, y_map)
     stats = SufficientStats(
         xtx=xtx,
         xty=xty,
         yty=float(yty),
         n_obs=n,
-        groups=groups,
-        classes=_mapped_classes(raw_classes, x_map, y_map),
+        groups=GroupSums(sizes, gx, gy, coding.level, x_map, y_map, raw=raw_classes),
     )
     standardization = Standardization(
         x_offset=x_offset,

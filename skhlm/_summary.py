@@ -52,6 +52,9 @@ class Summary:
     reml_criterion : float or None
         -2 REML log-likelihood of a REML fit (None for ML).
     n_obs, n_groups, n_iter : int
+    group_name : str
+        The grouping factor's name, as printed: the name of the groups Series or
+        of the ``group_column``, else "group".
     n_params : int
         Estimated parameters, fixed effects and variances: lme4's npar.
     singular, converged : bool
@@ -85,6 +88,7 @@ class Summary:
     reml_criterion: float | None
     n_obs: int
     n_groups: int
+    group_name: str
     n_params: int
     singular: bool
     converged: bool
@@ -171,6 +175,7 @@ def summarize(model, *, level=0.95, ddf="satterthwaite"):
         reml_criterion=criterion if model.method == "reml" else None,
         n_obs=int(model._stats.n_obs),
         n_groups=int(model.groups_.size),
+        group_name=getattr(model, "_names", ("y", "group"))[1],
         n_params=int(n_parameters(model)),
         singular=bool(model.singular_),
         converged=bool(model.converged_),
@@ -307,15 +312,25 @@ def _common_decimals(values, digits=4):
 
 
 def _random_effects(s):
+    """lme4's block: the grouping factor and term, the variance and SD (each column
+    formatted as one, as R's format()), left-aligned under the headers."""
     re = s.random_effects
-    var = _common_decimals(re["variance"])
-    sd = _common_decimals(re["std_dev"])
-    wv, ws = max(8, *map(len, var)), max(8, *map(len, sd))
-    lines = ["Random effects:", " " + " " * 9 + "Variance".rjust(wv) + " " + "Std.Dev.".rjust(ws)]
-    for name, v, d in zip(re.index, var, sd):
-        lines.append(f" {name:<9}{v.rjust(wv)} {d.rjust(ws)}")
-    lines.append(f"Number of obs: {s.n_obs}, groups: {s.n_groups}")
-    return lines
+    var = _common_width(_common_decimals(re["variance"]))
+    sd = _common_width(_common_decimals(re["std_dev"]))
+    rows = [("Groups", "Name", "Variance", "Std.Dev.")]
+    if s.n_groups:
+        rows.append((s.group_name, "(Intercept)", var[0], sd[0]))
+    rows.append(("Residual", "", var[1], sd[1]))
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    lines = ["Random effects:"]
+    lines += [" " + " ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
+    groups = f", groups:  {s.group_name}, {s.n_groups}" if s.n_groups else ""
+    return lines + [f"Number of obs: {s.n_obs}{groups}"]
+
+
+def _common_width(cells):
+    width = max(map(len, cells))
+    return [c.rjust(width) for c in cells]
 
 
 def _format_p(p):

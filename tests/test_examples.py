@@ -34,7 +34,7 @@ def test_quickstart():
                     "math ~ desk + escs + stratio + (1 | school)"):
         assert f"Formula: {formula}\n" in out
     assert out.count("REML criterion at convergence") == 3
-    assert out.count("Number of obs: 4978, groups: 164") == 3
+    assert out.count("Number of obs: 4978, groups:  school, 164") == 3
     assert "4978 students in 164 schools" in out
     icc = number(r"RIM0: ICC = \d+ / \(\d+ \+ \d+\) = ([\d.]+)", out)
     assert 0.15 < icc < 0.25  # the seed's 0.19, up to sampling error

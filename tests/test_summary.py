@@ -51,10 +51,10 @@ Scaled residuals:
 -3.5809 -0.6663  0.0162  0.6523  3.3740
 
 Random effects:
-          Variance Std.Dev.
- Groups       1554    39.42
- Residual     6196    78.72
-Number of obs: 4978, groups: 164
+ Groups   Name        Variance Std.Dev.
+ g        (Intercept) 1554     39.42
+ Residual             6196     78.72
+Number of obs: 4978, groups:  g, 164
 
 Fixed effects:
           Estimate Std. Error       df t value Pr(>|t|)
@@ -107,6 +107,14 @@ def test_printed_sections_follow_lmertest(pisa_reml):
     numbers = ["57912.6", "-3.5809", "0.0162", "1554", "78.72", "471.929", "434.548", "0.00469"]
     for number in numbers:
         assert number in text and number in LMERTEST_PRINT
+    # The random-effects block is lme4's, line for line (R pads lines with spaces).
+
+    def block(printed):
+        lines = [line.rstrip() for line in printed.splitlines()]
+        start = lines.index("Random effects:")
+        return lines[start : next(i for i in range(start, len(lines)) if lines[i].startswith("Number")) + 1]
+
+    assert block(text) == block(LMERTEST_PRINT)
 
 
 @pytest.mark.parametrize(
@@ -182,6 +190,12 @@ def test_summary_without_groups_or_intercept():
     text = str(s)
     assert text.startswith("Linear model (no groups) fit by REML")
     assert "y ~ 0 + x1 + x2\n" in text and text.endswith("ICC: 0 (no groups)")
+    # Only the residual variance, and no group count.
+    lines = text.splitlines()
+    start = lines.index("Random effects:")
+    assert lines[start + 1] == " Groups   Name Variance Std.Dev."
+    assert lines[start + 2].startswith(" Residual      ")
+    assert lines[start + 3] == f"Number of obs: {len(y)}"
 
 
 def test_small_units_print_in_scientific_notation():
