@@ -201,6 +201,6 @@ def test_summary_without_groups_or_intercept():
 def test_small_units_print_in_scientific_notation():
     X, y, groups, _ = design("pisa/rim1/reml")
     text = str(summarize(RandomInterceptRegressor().fit(X, y * 1e-8, groups=groups)))
-    assert " Groups   1.554e-13 3.942e-07" in text
+    assert " g        (Intercept) 1.554e-13 3.942e-07" in text
     assert "desk      8.888e-08  3.142e-08" in text
     assert "0.000000" not in text
