@@ -41,6 +41,10 @@ def test_quickstart():
     assert 7 < number(r"scores ([\d.]+) points more", out) < 11  # desk, the seed's 8.77
     chisq = number(r"RIM2\s+6(?:\s+\S+){5}\s+([\d.]+)", out)  # anova: RIM1 vs RIM2
     assert chisq > 0
+    # The README shows RIM1's printed summary: it must be the one the example prints.
+    readme = (EXAMPLES.parent / "README.md").read_text()
+    shown = re.search(r"```text\n(Linear mixed model fit by REML.*?)```", readme, re.S).group(1)
+    assert shown in out
 
 
 @pytest.mark.parametrize("name, image", [("plot_caterpillar.py", "caterpillar.png"),
