@@ -72,6 +72,25 @@ def finite(X, feature_names=None):
             )
 
 
+def tiny_values_message(tiny, feature_names=None):
+    """What to say of columns (or y) too small for float64 (skhlm._stats.TinyValues)."""
+    parts = []
+    if tiny.spreads:
+        where = {
+            (str(feature_names[j]) if feature_names is not None else j): float(f"{s:.2g}")
+            for j, s in tiny.spreads.items()
+        }
+        parts.append(f"X has column(s) whose values vary by too little for float64 (largest "
+                     f"deviation from the mean, by column: {where})")
+    if tiny.response_spread is not None:
+        parts.append(f"y varies by too little for float64 (largest deviation from its "
+                     f"mean: {tiny.response_spread:.2g})")
+    return (
+        "; ".join(parts) + ". Squares of such values underflow (below ~1e-300), so the "
+        "fit would lose them. Rescale before fitting, e.g. multiply by a power of 10."
+    )
+
+
 def group_count(n_groups, n_samples):
     """lme4's two refusals about the number of groups, and our warning for few."""
     if n_groups < 2:

@@ -17,7 +17,7 @@ from ._inference import predictive_std
 from ._summary import summarize
 from ._groups import as_labels as _as_labels
 from ._groups import GroupCoding, encode_groups, lookup_groups, split_group_column
-from ._stats import NonFiniteStatistics, compute_statistics
+from ._stats import NonFiniteStatistics, TinyValues, compute_statistics
 
 
 # Fitted state that is not a public attribute (public ones end with "_").
@@ -257,6 +257,8 @@ class RandomInterceptRegressor(RegressorMixin, BaseEstimator):
         except NonFiniteStatistics:
             _checks.finite(X, feature_names)  # NaN or inf in X: say where; else overflow
             raise
+        except TinyValues as tiny:
+            raise ValueError(_checks.tiny_values_message(tiny, feature_names)) from None
         _checks.identifiable(stats, grouped=levels is not None)
         _checks.redundant_columns(standardization, feature_names)
         if levels is None:

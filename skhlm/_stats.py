@@ -48,6 +48,21 @@ class NonFiniteStatistics(ValueError):
     """The cross-products are not finite: NaN or inf in the data, or overflow."""
 
 
+# A column (or y) whose centered values have a root mean square below this is too
+# small for float64: its squares, ~1e-300, are close to the subnormal range (below
+# 2.2e-308), where products lose digits and then vanish.
+_TINY_RMS = 1e-150
+
+
+class TinyValues(ValueError):
+    """Columns of X or y that vary by amounts too small to square in float64."""
+
+    def __init__(self, spreads, response_spread):
+        # spreads: {column index: largest |value - mean|}; response_spread: y's or None.
+        self.spreads, self.response_spread = spreads, response_spread
+        super().__init__(f"variation too small for float64: X columns {spreads}, y {response_spread}")
+
+
 @dataclass(frozen=True)
 class SizeClasses:
     """Sums over the groups of each distinct size.
@@ -387,6 +402,23 @@ def _centered_cross_products(X, y, codes, n_groups, x_offset, y_offset):
     return xtx, xty, float(yty), gx, gy
 
 
+def _refuse_tiny_values(X, y, x_scale, y_scale, x_offset, y_offset):
+    """Raise :class:`TinyValues` for a column or y that varies, but by amounts too
+    small for float64.  One that is constant up to rounding is left to the rank check
+    (columns) or to the identifiability check (y)."""
+
+    def spread(values, offset):
+        # Only on this rare path: a read of the suspect column.
+        deviation = float(np.max(np.abs(values - offset)))
+        return deviation if deviation > 1e-12 * float(np.max(np.abs(values))) else None
+
+    spreads = {int(j): spread(X[:, j], x_offset[j]) for j in np.flatnonzero(x_scale < _TINY_RMS)}
+    spreads = {j: s for j, s in spreads.items() if s is not None}
+    response = spread(y, y_offset) if y.shape[0] and y_scale < _TINY_RMS else None
+    if spreads or response is not None:
+        raise TinyValues(spreads, response)
+
+
 def compute_statistics(X, y, coding, *, fit_intercept=True):
     """Standardize the problem and build its sufficient statistics in one pass.
 
@@ -430,8 +462,10 @@ def compute_statistics(X, y, coding, *, fit_intercept=True):
     # Scale after the pass: the arrays are small and the division is exact enough.
     # The (G, k) group sums are scaled through the maps below, never in place.
     x_scale = np.sqrt(np.diag(xtx) / n)
+    y_scale = float(np.sqrt(yty / n))
+    _refuse_tiny_values(X, y, x_scale, y_scale, x_offset, y_offset)
     x_scale[x_scale == 0] = 1.0
-    y_scale = float(np.sqrt(yty / n)) or 1.0
+    y_scale = y_scale or 1.0
     xtx = xtx / np.outer(x_scale, x_scale)
     xty = xty / (x_scale * y_scale)
     yty = yty / y_scale**2

@@ -351,3 +351,29 @@ def test_values_whose_squares_overflow_are_refused(data, where):
     X, y = (X * 1e160, y) if where == "X" else (X, y * 1e160)
     with pytest.raises(ValueError, match="squares of X or y overflow float64.*Rescale"):
         fit(X, y, groups)
+
+
+@pytest.mark.parametrize("where", ["X", "y"])
+def test_values_too_small_to_square_are_refused(data, where):
+    X, y, groups = data
+    X, y = (X * [1.0, 1e-160, 1.0], y) if where == "X" else (X, y * 1e-160)
+    match = r"'x2': .*e-160.*Rescale" if where == "X" else r"y varies by too little.*e-160.*Rescale"
+    with pytest.raises(ValueError, match=match):
+        fit(X, y, groups)
+
+
+def test_small_but_representable_scales_fit_as_any_other(data):
+    # 1e-140: squares of ~1e-280 are still normal floats; the fit is scale-equivariant.
+    X, y, groups = data
+    base = fit(X, y, groups)
+    scaled = fit(X * 1e-140, y * 1e-140, groups)
+    np.testing.assert_allclose(scaled.coef_, base.coef_, rtol=1e-8)
+    assert scaled.icc_ == pytest.approx(base.icc_, rel=1e-8)
+
+
+def test_a_tiny_constant_column_is_dropped_not_refused(data):
+    X, y, groups = data
+    X = X.assign(x2=1e-170)
+    with pytest.warns(UserWarning, match=r"column\(s\) \['x2'\] are constant"):
+        model = fit(X, y, groups)
+    assert model.coef_[1] == 0.0
