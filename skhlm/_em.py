@@ -38,7 +38,8 @@ def split(theta):
 
 
 def posterior(stats, beta, s2u, s2e):
-    """Posterior mean and variance of each u_j given y, at fixed beta: the BLUPs.
+    """Posterior mean and variance of each u_j given y, at fixed beta: the BLUPs,
+    in the order of the group labels.
 
     u_hat_j = s2u r_j / d_j and v_j = s2u s2e / d_j, with d_j = s2e + n_j s2u.
     """

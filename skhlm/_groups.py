@@ -1,6 +1,7 @@
 """Group labels: validation and integer coding.
 
-Groups are integer codes plus a sorted array of levels, never an indicator matrix.
+Groups are integer codes plus an array of levels (the labels, sorted where they can
+be), never an indicator matrix.
 """
 
 from dataclasses import dataclass
@@ -42,7 +43,8 @@ class GroupCoding:
     codes: np.ndarray  # (n,) intp: the number of each row's group
     sizes: np.ndarray  # (G,) int64, ascending: rows per group
     level: np.ndarray  # (G,) intp: group i has label levels[level[i]]
-    levels: np.ndarray  # (G,) the labels, sorted
+    levels: np.ndarray  # (G,) the labels: sorted, in category order for a
+    # Categorical, in order of appearance if they cannot be sorted
 
     @property
     def n_groups(self):
@@ -98,6 +100,8 @@ def _size_order(sizes):
     dtype = _code_dtype(sizes.shape[0])
     rank = np.empty(sizes.shape[0], dtype=dtype)
     rank[level] = np.arange(sizes.shape[0], dtype=dtype)
+    if sizes.shape[0] and sizes.max() > 4 * sizes.shape[0]:
+        return level, rank, sizes[level]  # few, large groups: a histogram would be long
     # The sorted sizes from their histogram: a sequential write, not a gather.
     histogram = np.bincount(sizes)
     return level, rank, np.repeat(np.arange(histogram.shape[0]), histogram)
@@ -113,7 +117,10 @@ def _small_int_coding(labels):
     as pd.factorize(sort=True), several times faster, and the rows' numbers in size
     order from the same lookup.  None when the labels are of another kind, or too
     large for a table of ~ n entries."""
-    if not isinstance(labels, (np.ndarray, pd.Series)) or labels.dtype.kind not in "iu":
+    # numpy integer dtypes only: pandas' nullable Int64 may hold NA (then factorize
+    # below reports the missing labels).
+    dtype = labels.dtype if isinstance(labels, (np.ndarray, pd.Series)) else None
+    if not isinstance(dtype, np.dtype) or dtype.kind not in "iu":
         return None
     values = np.asarray(labels)
     if values.size == 0 or values.min() < 0 or values.max() > 4 * values.size + 1024:

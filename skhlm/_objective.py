@@ -37,11 +37,6 @@ def gls_system(stats, lam):
     return a, b
 
 
-def group_residual_sums(stats, beta):
-    """r_j(beta) = t_j - s_j' beta: the sum of a group's marginal residuals."""
-    return stats.groups.residual_sums(beta)
-
-
 def ols_rss(stats, beta):
     """sum_ij (y_ij - x_ij' beta)^2 from the cross-products."""
     return stats.yty - 2.0 * beta @ stats.xty + beta @ stats.xtx @ beta

@@ -388,7 +388,7 @@ class RandomInterceptRegressor(RegressorMixin, BaseEstimator):
             Attributes ``fixed_effects``, ``random_effects``, ``icc``,
             ``icc_interval``, ``confint``, ``group_variance_test``,
             ``group_intercepts``, ``log_likelihood``, ``aic``, ``bic``,
-            ``deviance`` or ``reml_criterion``, ``n_obs``, ``n_groups``,
+            ``deviance`` or ``reml_criterion``, ``n_obs``, ``n_groups``, ``group_name``,
             ``singular``, ``converged``, ``n_iter``; ``print`` shows the block.
         """
         check_is_fitted(self)

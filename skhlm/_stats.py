@@ -14,7 +14,7 @@ affine map back to the user's units.
 """
 
 from contextlib import nullcontext
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import cache
 
 import numpy as np
@@ -136,7 +136,7 @@ class GroupSums:
     constraints) change the small maps, never the (G, k) array.
 
     Rows are the groups in order of size (:class:`skhlm._groups.GroupCoding`); the
-    per-group results are returned in the order of the sorted labels.  The sums of
+    per-group results are returned in the order of the labels (``level``).  The sums of
     D_j D_j' and D_j over each size class are computed once (O(G k^2)); the
     :class:`SizeClasses` of any map follow from them in O(K k^2).
     """
@@ -220,7 +220,7 @@ class SufficientStats:
 
     Column 0 of the design is the intercept when the model has one.  ``groups`` holds
     the per-group sums s_j = X_j'1 and t_j = 1'y_j; ``classes`` their sums by group
-    size (computed from them unless given).
+    size, computed from them.
     """
 
     xtx: np.ndarray  # (p, p)
@@ -228,11 +228,10 @@ class SufficientStats:
     yty: float
     n_obs: int
     groups: GroupSums
-    classes: SizeClasses = None
+    classes: SizeClasses = field(init=False)
 
     def __post_init__(self):
-        if self.classes is None:
-            object.__setattr__(self, "classes", self.groups.size_classes())
+        object.__setattr__(self, "classes", self.groups.size_classes())
 
     @property
     def n_groups(self):

@@ -223,3 +223,21 @@ def test_groups_are_numbered_by_size_also_beyond_16_bits():
     assert level.tolist() == [3, 1, 5, 4, 0, 2]
     np.testing.assert_array_equal(rank[level], np.arange(6))
     np.testing.assert_array_equal(sorted_sizes, sizes[level])
+
+
+def test_nullable_integer_labels_with_na_are_reported_missing():
+    from skhlm._groups import encode_groups
+
+    X, y = np.array([[0.5], [1.0], [0.2], [0.7], [0.9], [0.1]]), np.arange(6.0)
+    labels = pd.Series([0, 0, 1, 1, 2, None], dtype="Int64")
+    with pytest.raises(ValueError, match="1 missing label"):
+        RandomInterceptRegressor().fit(X, y, groups=labels)
+    coding = encode_groups(labels.fillna(2), 6)  # without NA: the pandas path
+    assert coding.levels.tolist() == [0, 1, 2] and coding.sizes.tolist() == [2, 2, 2]
+
+
+def test_few_large_groups_sort_without_a_histogram_of_their_sizes():
+    from skhlm._groups import _size_order
+
+    level, rank, sorted_sizes = _size_order(np.array([20_000_000, 3, 20_000_000]))
+    assert level.tolist() == [1, 0, 2] and sorted_sizes.tolist() == [3, 20_000_000, 20_000_000]
