@@ -205,11 +205,14 @@ def test_integer_group_codes_equal_pandas_factorize(high, dtype):
     assert encode_groups(labels, labels.size).levels.dtype == np.asarray(expected_levels).dtype
 
 
-@pytest.mark.parametrize("n", [1, 2, 5, 1000])
-def test_residual_quartiles_equal_numpy_quantile(n):
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 8, 1000, 100_001])
+@pytest.mark.parametrize("ties", [False, True])
+def test_residual_quartiles_equal_numpy_quantile(n, ties):
     from skhlm._regressor import _quartiles
 
     values = np.random.default_rng(n).normal(size=n)
+    if ties:
+        values = np.round(values)
     expected = np.quantile(values, [0.0, 0.25, 0.5, 0.75, 1.0])
     # The same interpolation, written differently: equal up to an ulp.
     np.testing.assert_allclose(_quartiles(values.copy()), expected, rtol=1e-15, atol=1e-15)
