@@ -199,19 +199,35 @@ def n_parameters(model):
 
 def _fixed_signature(model):
     """What identifies a fixed-effects design: the intercept, the feature names and
-    the columns' statistics, their own and X'y (which tells apart columns of equal
-    mean and scale, e.g. a permuted column; y is checked to be the same apart)."""
+    the kept columns' moments in the user's units, their mean and variance and their
+    covariance with y (which tells apart columns of equal mean and variance, e.g. a
+    permuted column; y is checked to be the same apart).  The moments do not depend
+    on the point the fit centered the columns at (a sample's mean, so it changes
+    when the rows are reordered)."""
     s, stats = model._standardization, model._stats
+    n, scale = stats.n_obs, s.x_scale[s.kept]
+    if s.fit_intercept:
+        m, b = stats.xtx[0, 1:] / n, stats.xty[0] / n  # means of the internal columns, y
+        second = stats.xtx[1:, 1:] / n - np.outer(m, m)
+        cross = stats.xty[1:] / n - m * b
+        mean = s.x_offset[s.kept] + scale * m
+    else:
+        second, cross, mean = stats.xtx / n, stats.xty / n, np.zeros(scale.shape)
     names = tuple(getattr(model, "feature_names_in_", ()))
     return (
         s.fit_intercept,
         model.n_features_in_,
         names,
         s.kept.tobytes(),
-        np.round(s.x_offset, 10).tobytes(),
-        np.round(s.x_scale, 10).tobytes(),
-        np.round(stats.xty, 8).tobytes(),
+        _significant(mean),
+        _significant(np.diag(second) * scale**2),
+        _significant(cross * scale * s.y_scale),
     )
+
+
+def _significant(values, digits=9):
+    """Values rounded to a number of significant digits, as bytes (for comparison)."""
+    return np.array([float(f"{v:.{digits - 1}e}") for v in values]).tobytes()
 
 
 def _response_moments(model):

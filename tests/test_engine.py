@@ -253,3 +253,29 @@ def test_optimum_near_the_boundary_converges_without_warning(method):
     assert abs(obj.profiled_slope(stats, lam, method)) < 1e-6
     history = result.log_likelihood_history
     np.testing.assert_array_less(-1e-12 * np.abs(history[1:]), np.diff(history))
+
+
+def test_large_data_are_centered_at_a_sample_mean_with_exact_statistics():
+    # Above _CENTER_SAMPLE_ROWS rows the columns are centered at the mean of a sample
+    # of rows, not at their mean; the statistics are exactly those of that design,
+    # and the fit is the same as with exact centering (a reparametrization).
+    rng = np.random.default_rng(7)
+    n = 3 * _stats._CENTER_SAMPLE_ROWS + 5
+    codes = rng.integers(0, 300, n)
+    X = rng.normal(loc=[1e4, -3.0], scale=[1e-2, 50.0], size=(n, 2))
+    X[:, 0] += np.sort(rng.normal(scale=1e-2, size=n))  # a trend: a biased sample
+    y = 1e6 + X @ [100.0, 0.1] + rng.normal(size=300)[codes] + rng.normal(size=n)
+    coding = encode_groups(codes, n)
+    stats, sd = _stats.compute_statistics(X, y, coding, fit_intercept=True)
+    assert not np.allclose(sd.x_offset, X.mean(0), rtol=0, atol=1e-6)
+    design = np.column_stack([np.ones(n), (X - sd.x_offset) / sd.x_scale])
+    expected = dense.naive_stats(design, (y - sd.y_offset) / sd.y_scale, codes)
+    for name in ["xtx", "xty", "yty", "group_xsum", "group_ysum"]:
+        np.testing.assert_allclose(getattr(stats, name), getattr(expected, name), rtol=1e-10, atol=1e-8)
+    for method in ["ml", "reml"]:
+        ours = _em.fit(stats, method, max_iter=200, tol=1e-12)
+        exact_design = np.column_stack([np.ones(n), X - X.mean(0)])
+        exact = _em.fit(dense.naive_stats(exact_design, y - y.mean(), codes), method, max_iter=200, tol=1e-12)
+        assert ours.s2u * sd.y_scale**2 == pytest.approx(exact.s2u, rel=1e-8)
+        assert ours.s2e * sd.y_scale**2 == pytest.approx(exact.s2e, rel=1e-8)
+        np.testing.assert_allclose(sd.coef_to_user(ours.beta)[0], exact.beta[1:], rtol=1e-8)

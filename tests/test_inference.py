@@ -19,6 +19,7 @@ from skhlm import _profile
 from skhlm import _objective as obj
 from skhlm._compare import compare, group_variance_lrt
 from skhlm._summary import fixed_effects_table
+from skhlm.datasets import make_multilevel_regression
 
 # A p-value's relative condition number in t is about t^2 df / (df + t^2): for the
 # t ~ 100 of some intercepts, the 1e-6 agreement of t becomes 1e-3 in p.  So p-values
@@ -465,3 +466,15 @@ def test_an_ml_refit_that_does_not_converge_warns():
         model = RandomInterceptRegressor(max_iter=1, tol=1e-14).fit(X, y, groups=groups)
     with pytest.warns(ConvergenceWarning, match="ML refit did not converge"):
         compare(model, model, refit=True)
+
+
+def test_compare_accepts_reml_fits_of_the_same_design_with_rows_reordered():
+    # The fit centers columns at a sample's mean, which changes with the row order;
+    # the design's signature must not.
+    X, y, groups = make_multilevel_regression(n_groups=300, group_size=50, random_state=5)
+    order = np.random.default_rng(1).permutation(len(y))
+    a = RandomInterceptRegressor().fit(X, y, groups=groups)
+    b = RandomInterceptRegressor().fit(X.iloc[order], y.iloc[order], groups=groups.iloc[order])
+    assert not np.allclose(a._standardization.x_offset, b._standardization.x_offset, rtol=1e-6)
+    table = compare(a, b, names=["a", "b"])
+    assert table["logLik"].iloc[0] == pytest.approx(table["logLik"].iloc[1], abs=1e-7)
