@@ -12,6 +12,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from . import _em
 from . import _objective as obj
+from ._stats import small_matrix_blas
 
 # Relative tolerance when checking that two models saw the same response: the
 # statistics of the same data agree to rounding, different data do not.
@@ -72,6 +73,11 @@ def compare(*models, refit=False, names=None):
     if len(names) != len(models):
         raise ValueError(f"names has {len(names)} entries for {len(models)} models.")
     _check_same_data(models, names)
+    with small_matrix_blas(max(m._stats.n_params for m in models)):
+        return _compare(models, names, refit)
+
+
+def _compare(models, names, refit):
 
     methods = {m.method for m in models}
     if refit:

@@ -17,7 +17,7 @@ from ._inference import predictive_std
 from ._summary import summarize
 from ._groups import as_labels as _as_labels
 from ._groups import GroupCoding, encode_groups, lookup_groups, split_group_column
-from ._stats import NonFiniteStatistics, TinyValues, compute_statistics
+from ._stats import NonFiniteStatistics, TinyValues, compute_statistics, small_matrix_blas
 
 
 # Fitted state that is not a public attribute (public ones end with "_").
@@ -261,10 +261,11 @@ class RandomInterceptRegressor(RegressorMixin, BaseEstimator):
             raise ValueError(_checks.tiny_values_message(tiny, feature_names)) from None
         _checks.identifiable(stats, grouped=levels is not None)
         _checks.redundant_columns(standardization, feature_names)
-        if levels is None:
-            result = _em.boundary_fit(stats, self.method)
-        else:
-            result = _em.fit(stats, self.method, max_iter=self.max_iter, tol=self.tol, verbose=self.verbose)
+        with small_matrix_blas(stats.n_params):
+            if levels is None:
+                result = _em.boundary_fit(stats, self.method)
+            else:
+                result = _em.fit(stats, self.method, max_iter=self.max_iter, tol=self.tol, verbose=self.verbose)
         if not result.converged:
             warnings.warn(
                 f"EM did not converge in max_iter={self.max_iter} iterations "
@@ -273,7 +274,8 @@ class RandomInterceptRegressor(RegressorMixin, BaseEstimator):
                 ConvergenceWarning,
                 stacklevel=2,
             )
-        self._set_fitted(result, stats, standardization, levels)
+        with small_matrix_blas(stats.n_params):
+            self._set_fitted(result, stats, standardization, levels)
         self._scaled_residual_quantiles = self._residual_quantiles(X, y, coding)
         self._names = names
         return self
@@ -392,7 +394,8 @@ class RandomInterceptRegressor(RegressorMixin, BaseEstimator):
             ``singular``, ``converged``, ``n_iter``; ``print`` shows the block.
         """
         check_is_fitted(self)
-        return summarize(self, level=level, ddf=ddf)
+        with small_matrix_blas(self._stats.n_params):
+            return summarize(self, level=level, ddf=ddf)
 
     def score(self, X, y, groups=None, sample_weight=None):
         """R^2 of ``predict(X, groups)``: conditional on the groups where known.

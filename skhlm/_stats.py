@@ -15,7 +15,7 @@ affine map back to the user's units.
 """
 
 from contextlib import nullcontext
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from functools import cache
 
 import numpy as np
@@ -25,16 +25,22 @@ import numpy as np
 # rows (2.5 MiB) were fastest for p = 10 (2**16: +15%), and 4096 rows for p = 100, 25%
 # faster than 2**15 rows (26 MiB).
 _BLOCK_ROWS = 1 << 15
+_BLOCK_BYTES = 1 << 22
 
 # Rows in the sample whose mean centers the columns (all rows below this many).
 _CENTER_SAMPLE_ROWS = 4096
-_BLOCK_BYTES = 1 << 22
 
 # Up to this many columns the pass runs BLAS on one thread: the products of a block are
 # too small to gain from a second one, and when the other core is busy, OpenBLAS's
 # threads wait on each other (at n = 1e6, p = 10, with a second process busy: 420 ms
 # with 2 threads, 32 ms with 1).  Wider designs keep BLAS's own setting.
 _SERIAL_BLAS_MAX_COLUMNS = 64
+
+# Up to this many parameters the algebra on p x p matrices after the pass (EM,
+# inference) runs BLAS on one thread too: each product is small, and OpenBLAS's
+# threads cost more than they save (REML EM at p = 100: 120 ms with 2 threads, 15 ms
+# with 1; at p = 600: 1.3 s and 0.6 s).
+_SERIAL_BLAS_MAX_PARAMS = 1000
 
 try:
     # The loop of scipy.sparse's CSC-matrix-times-dense-matrix product, which adds into
@@ -224,7 +230,8 @@ class SufficientStats:
 
     Column 0 of the design is the intercept when the model has one.  ``groups`` holds
     the per-group sums s_j = X_j'1 and t_j = 1'y_j; ``classes`` their sums by group
-    size, computed from them.
+    size, computed from them unless given (a reparametrization may map the classes
+    more cheaply than their computation from the groups' raw sums, O(K k^2 p)).
     """
 
     xtx: np.ndarray  # (p, p)
@@ -232,10 +239,11 @@ class SufficientStats:
     yty: float
     n_obs: int
     groups: GroupSums
-    classes: SizeClasses = field(init=False)
+    classes: SizeClasses = None
 
     def __post_init__(self):
-        object.__setattr__(self, "classes", self.groups.size_classes())
+        if self.classes is None:
+            object.__setattr__(self, "classes", self.groups.size_classes())
 
     @property
     def n_groups(self):
@@ -358,10 +366,15 @@ def _forward(upper, rhs):
     return solve_triangular(upper, rhs, trans="T", lower=False)
 
 
-def _blas_threads(n_columns):
-    if n_columns > _SERIAL_BLAS_MAX_COLUMNS:
+def _blas_threads(n_columns, serial_up_to=_SERIAL_BLAS_MAX_COLUMNS):
+    if n_columns > serial_up_to:
         return nullcontext()
     return _blas_controller().limit(limits=1, user_api="blas")
+
+
+def small_matrix_blas(n_params):
+    """Context for the algebra on p x p matrices: serial BLAS unless p is large."""
+    return _blas_threads(n_params, _SERIAL_BLAS_MAX_PARAMS)
 
 
 @cache
