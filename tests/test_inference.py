@@ -478,3 +478,25 @@ def test_compare_accepts_reml_fits_of_the_same_design_with_rows_reordered():
     assert not np.allclose(a._standardization.x_offset, b._standardization.x_offset, rtol=1e-6)
     table = compare(a, b, names=["a", "b"])
     assert table["logLik"].iloc[0] == pytest.approx(table["logLik"].iloc[1], abs=1e-7)
+
+
+def test_constraint_on_one_coefficient_equals_the_general_projection():
+    # A unit contrast selects the other coefficients; scaling it by 1 + 1e-12 in one
+    # more entry (numerically the same constraint) takes the null-space route.
+    X, y, groups, _ = design("unbalanced/full/ml")
+    model = RandomInterceptRegressor(method="ml").fit(X, y, groups=groups)
+    stats = model._stats
+    lam = model.variance_components_["group"] / model.variance_components_["residual"]
+    for k in range(stats.n_params):
+        unit = np.zeros(stats.n_params)
+        unit[k] = 1.0
+        general = unit.copy()
+        general[(k + 1) % stats.n_params] = 1e-300  # a second nonzero entry
+        value = obj.gls_beta(stats, lam)[0][k] + 0.1
+        a = _profile.constrained_stats(stats, unit, value)
+        b = _profile.constrained_stats(stats, general, value)
+        assert a.n_params == b.n_params == stats.n_params - 1
+        for t in [0.0, 0.5, lam, 3.0]:
+            assert obj.profiled_criterion(a, t, "ml") == pytest.approx(
+                obj.profiled_criterion(b, t, "ml"), rel=1e-12
+            )
