@@ -2,6 +2,7 @@
 
     python benchmarks/profile_fit.py                      # n = 1e6, p = 10, G = 1e4
     python benchmarks/profile_fit.py --n 1e7 --groups 1e5 --reps 3
+    python benchmarks/profile_fit.py --groups 5e5 --reps 1 --sorted   # rows sorted by group
 
 Wraps the functions that fit calls (validation, group coding, the one pass that builds
 the sufficient statistics, EM, the input checks, the residual quantiles for the summary)
@@ -22,6 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import numpy as np  # noqa: E402
 from run_benchmark import make_data  # noqa: E402
 from sklearn.linear_model import LinearRegression  # noqa: E402
 
@@ -71,9 +73,13 @@ def main(argv=None):
     parser.add_argument("--p", type=int, default=10)
     parser.add_argument("--groups", type=float, default=1e4)
     parser.add_argument("--reps", type=int, default=7)
+    parser.add_argument("--sorted", action="store_true", help="rows sorted by group (as in most files)")
     args = parser.parse_args(argv)
     n, groups = int(args.n), int(args.groups)
     X, y, g = make_data(n, args.p, groups)
+    if args.sorted:
+        order = np.argsort(g, kind="stable")
+        X, y, g = np.ascontiguousarray(X[order]), y[order], g[order]
     print(f"n={n:,} p={args.p} groups={groups:,}; skhlm {skhlm.__version__} from {Path(skhlm.__file__).parent}")
 
     timings = defaultdict(float)
