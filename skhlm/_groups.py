@@ -100,11 +100,7 @@ def _size_order(sizes):
     dtype = _code_dtype(sizes.shape[0])
     rank = np.empty(sizes.shape[0], dtype=dtype)
     rank[level] = np.arange(sizes.shape[0], dtype=dtype)
-    if sizes.shape[0] and sizes.max() > 4 * sizes.shape[0]:
-        return level, rank, sizes[level]  # few, large groups: a histogram would be long
-    # The sorted sizes from their histogram: a sequential write, not a gather.
-    histogram = np.bincount(sizes)
-    return level, rank, np.repeat(np.arange(histogram.shape[0]), histogram)
+    return level, rank, sizes[level]
 
 
 def _code_dtype(n_groups):

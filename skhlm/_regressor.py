@@ -266,6 +266,7 @@ class RandomInterceptRegressor(RegressorMixin, BaseEstimator):
                 result = _em.boundary_fit(stats, self.method)
             else:
                 result = _em.fit(stats, self.method, max_iter=self.max_iter, tol=self.tol, verbose=self.verbose)
+            self._set_fitted(result, stats, standardization, levels)
         if not result.converged:
             warnings.warn(
                 f"EM did not converge in max_iter={self.max_iter} iterations "
@@ -274,8 +275,6 @@ class RandomInterceptRegressor(RegressorMixin, BaseEstimator):
                 ConvergenceWarning,
                 stacklevel=2,
             )
-        with small_matrix_blas(stats.n_params):
-            self._set_fitted(result, stats, standardization, levels)
         self._scaled_residual_quantiles = self._residual_quantiles(X, y, coding)
         self._names = names
         return self

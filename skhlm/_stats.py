@@ -136,6 +136,21 @@ def _raw_class_sums(sizes, x, y):
     return _RawClassSums(size, count, products, sums)
 
 
+def _mapped_classes(raw, x_map, y_map):
+    """:class:`SizeClasses` of s_j = x_map' D_j and t_j = y_map' D_j, from the raw
+    class sums (O(K k^2 p))."""
+    p_x = raw.products @ x_map
+    return SizeClasses(
+        size=raw.size,
+        count=raw.count,
+        ss=np.ascontiguousarray(x_map.T @ p_x),
+        st=np.ascontiguousarray(np.einsum("kqp,q->kp", p_x, y_map)),
+        tt=np.einsum("q,kqr,r->k", y_map, raw.products, y_map),
+        s=raw.sums @ x_map,
+        t=raw.sums @ y_map,
+    )
+
+
 @dataclass(frozen=True)
 class GroupSums:
     """Per-group sums, as the pass built them, and the linear map to the model's.
@@ -146,9 +161,7 @@ class GroupSums:
     constraints) change the small maps, never the (G, k) array.
 
     Rows are the groups in order of size (:class:`skhlm._groups.GroupCoding`); the
-    per-group results are returned in the order of the labels (``level``).  The sums of
-    D_j D_j' and D_j over each size class are computed once (O(G k^2)); the
-    :class:`SizeClasses` of any map follow from them in O(K k^2).
+    per-group results are returned in the order of the labels (``level``).
     """
 
     sizes: np.ndarray  # (G,) float64, ascending
@@ -157,11 +170,6 @@ class GroupSums:
     level: np.ndarray  # (G,) row j holds the sums of label number level[j]
     x_map: np.ndarray  # (k + 2, p)
     y_map: np.ndarray  # (k + 2,)
-    raw: _RawClassSums = None
-
-    def __post_init__(self):
-        if self.raw is None:
-            object.__setattr__(self, "raw", _raw_class_sums(self.sizes, self.x, self.y))
 
     @classmethod
     def of(cls, sizes, xsum, ysum):
@@ -182,18 +190,8 @@ class GroupSums:
         return replace(self, x_map=x_map, y_map=y_map)
 
     def size_classes(self):
-        """:class:`SizeClasses` of s_j = x_map' D_j and t_j = y_map' D_j."""
-        raw, x_map, y_map = self.raw, self.x_map, self.y_map
-        p_x = raw.products @ x_map
-        return SizeClasses(
-            size=raw.size,
-            count=raw.count,
-            ss=np.ascontiguousarray(x_map.T @ p_x),
-            st=np.ascontiguousarray(np.einsum("kqp,q->kp", p_x, y_map)),
-            tt=np.einsum("q,kqr,r->k", y_map, raw.products, y_map),
-            s=raw.sums @ x_map,
-            t=raw.sums @ y_map,
-        )
+        """:class:`SizeClasses` of s_j = x_map' D_j and t_j = y_map' D_j: O(G k^2)."""
+        return _mapped_classes(_raw_class_sums(self.sizes, self.x, self.y), self.x_map, self.y_map)
 
     def residual_sums(self, beta, by_level=True):
         """r_j(beta) = t_j - s_j' beta, by label (or in size order): one product
@@ -230,8 +228,7 @@ class SufficientStats:
 
     Column 0 of the design is the intercept when the model has one.  ``groups`` holds
     the per-group sums s_j = X_j'1 and t_j = 1'y_j; ``classes`` their sums by group
-    size, computed from them unless given (a reparametrization may map the classes
-    more cheaply than their computation from the groups' raw sums, O(K k^2 p)).
+    size, computed from them (O(G k^2)) unless given.
     """
 
     xtx: np.ndarray  # (p, p)
@@ -517,7 +514,8 @@ def compute_statistics(X, y, coding, *, fit_intercept=True):
         xty=xty,
         yty=float(yty),
         n_obs=n,
-        groups=GroupSums(sizes, gx, gy, coding.level, x_map, y_map, raw=raw_classes),
+        groups=GroupSums(sizes, gx, gy, coding.level, x_map, y_map),
+        classes=_mapped_classes(raw_classes, x_map, y_map),
     )
     standardization = Standardization(
         x_offset=x_offset,

@@ -239,7 +239,7 @@ def test_nullable_integer_labels_with_na_are_reported_missing():
     assert coding.levels.tolist() == [0, 1, 2] and coding.sizes.tolist() == [2, 2, 2]
 
 
-def test_few_large_groups_sort_without_a_histogram_of_their_sizes():
+def test_few_large_groups_are_numbered_by_size():
     from skhlm._groups import _size_order
 
     level, rank, sorted_sizes = _size_order(np.array([20_000_000, 3, 20_000_000]))
