@@ -1,6 +1,6 @@
 """Benchmark: skhlm's random intercept fit against OLS, statsmodels, lme4 and MERF.
 
-    python benchmarks/run_benchmark.py --plot     # the full run (30-40 minutes on 2 cores)
+    python benchmarks/run_benchmark.py --plot     # the full run (about 12 minutes on 2 cores)
     python benchmarks/run_benchmark.py --quick    # n <= 1e5, about a minute and a half
     python benchmarks/run_benchmark.py --sizes 1e4 1e5 1e6 --systems skhlm linreg
 
