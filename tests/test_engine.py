@@ -4,10 +4,11 @@ import dense
 import numpy as np
 import pytest
 from scipy import linalg
-from scipy.optimize import minimize_scalar
+from scipy.optimize import brentq, minimize_scalar
 
 from skhlm import _em, _stats
 from skhlm._groups import encode_groups
+from skhlm.datasets import make_multilevel_regression
 from skhlm import _objective as obj
 
 
@@ -140,6 +141,23 @@ def test_em_never_decreases_the_log_likelihood(method, accelerate):
 
 
 @pytest.mark.parametrize("method", ["ml", "reml"])
+def test_squarem_never_decreases_the_log_likelihood_on_small_low_icc_designs(method):
+    """25 groups of 1 or 2 rows at ICC 0.01: there the SQUAREM extrapolation can land
+    on a lower log-likelihood (by 3.6 for seed 12, REML), and the safeguard must
+    refuse it."""
+    n_interior = 0
+    for seed in range(20):
+        X, y, g = make_multilevel_regression(n_groups=25, group_size=(1, 2), icc=0.01, random_state=seed)
+        stats, _ = _stats.compute_statistics(X.to_numpy(), y.to_numpy(), encode_groups(g, len(y)))
+        result = _em.fit(stats, method)
+        assert result.converged
+        n_interior += not result.boundary
+        history = result.log_likelihood_history
+        np.testing.assert_array_less(-1e-9 * np.abs(history[1:]), np.diff(history), err_msg=f"seed {seed}")
+    assert n_interior == 12
+
+
+@pytest.mark.parametrize("method", ["ml", "reml"])
 def test_em_fixed_point_is_the_profiled_optimum(method):
     x, y, codes = simulate(seed=5, n_groups=60)
     stats = dense.naive_stats(x, y, codes)
@@ -253,6 +271,23 @@ def test_optimum_near_the_boundary_converges_without_warning(method):
     assert abs(obj.profiled_slope(stats, lam, method)) < 1e-6
     history = result.log_likelihood_history
     np.testing.assert_array_less(-1e-12 * np.abs(history[1:]), np.diff(history))
+
+
+@pytest.mark.parametrize("seed, s2u", [(0, 0.00138), (9, 0.00265)])
+def test_convergence_is_judged_on_the_relative_change_of_a_tiny_s2u(seed, s2u):
+    """lambda ~ 1e-3 (the simulated s2u found by a search) with large groups: EM
+    converges before the polish, with s2u ~ 1e-3 in the standardized statistics.  An
+    absolute change of 1e-10 is a relative one of 1e-7 there: judged on it, EM stops
+    ~1e-8 short of the optimum."""
+    x, y, codes = simulate(seed=seed, n_groups=30, low=200, high=400, s2u=s2u)
+    stats, _ = _stats.compute_statistics(x[:, 1:], y, encode_groups(codes, codes.size))
+    result = _em.fit(stats, "reml")
+    assert result.converged and not result.boundary and result.n_iter <= _em.POLISH_AFTER
+    lam = result.s2u / result.s2e
+    assert lam == pytest.approx(1e-3, rel=1e-2)
+    root = np.exp(brentq(lambda t: obj.profiled_slope(stats, np.exp(t), "reml"),
+                         np.log(lam) - 1, np.log(lam) + 1, xtol=1e-14, rtol=1e-15))
+    assert lam == pytest.approx(root, rel=1e-9)
 
 
 def test_large_data_are_centered_at_a_sample_mean_with_exact_statistics():

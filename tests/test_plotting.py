@@ -53,6 +53,20 @@ def test_caterpillar_draws_every_group_inside_its_interval(fitted):
     assert labels == [str(g) for g in model.groups_[np.argsort(model.random_effects_, kind="stable")]]
 
 
+def test_caterpillar_colours_intervals_that_exclude_zero_on_either_side(fitted):
+    model = fitted[0]
+    ax = plot_random_effects(model, level=0.9)
+    rows = {container.lines[0].get_color(): set(container.lines[0].get_ydata().tolist())
+            for container in ax.containers}
+    order = np.argsort(model.random_effects_, kind="stable")
+    u = model.random_effects_[order]
+    half = 1.6448536270 * np.sqrt(model.random_effects_var_[order])
+    below, above = np.flatnonzero(u + half < 0), np.flatnonzero(u - half > 0)
+    assert (below.size, above.size) == (6, 5)
+    assert rows["C0"] == set(below.tolist()) | set(above.tolist())
+    assert rows["0.6"] == set(range(u.size)) - rows["C0"]
+
+
 def test_shrinkage_plots_raw_means_against_blups(fitted):
     model, X, y, groups = fitted
     ax = plot_shrinkage(model, X, y, groups)

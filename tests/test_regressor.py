@@ -142,6 +142,19 @@ def test_boundary_fit_equals_linear_regression():
         assert model.intercept_ == pytest.approx(ols.intercept_, rel=1e-10)
 
 
+def test_small_interior_optimum_is_not_singular():
+    """lme4's isSingular: theta = sqrt(s2u / s2e) < 1e-4, i.e. s2u / s2e < 1e-8."""
+    X, y, codes = clustered(seed=2, s2u=0.03277)  # just past the boundary: found by a search
+    model = RandomInterceptRegressor().fit(X, y, groups=codes)
+    ratio = model.variance_components_["group"] / model.variance_components_["residual"]
+    assert 1e-7 < ratio < 1e-5 and ratio == pytest.approx(1.5457e-6, rel=1e-4)
+    assert model.converged_ and model.n_iter_ > 1  # an interior optimum, not a boundary fit
+    assert not model.singular_
+    # ML's optimum for the same data is at the boundary: singular.
+    ml = RandomInterceptRegressor(method="ml").fit(X, y, groups=codes)
+    assert ml.variance_components_["group"] == 0.0 and ml.singular_
+
+
 def test_convergence_warning_only_when_max_iter_is_reached():
     X, y, codes = clustered(s2u=0.05)
     with pytest.warns(ConvergenceWarning, match="max_iter=1"):

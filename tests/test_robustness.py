@@ -195,6 +195,23 @@ def test_duplicated_and_collinear_columns_are_dropped(data, method):
     assert np.isfinite(model.coef_).all()
 
 
+def test_column_with_r2_of_one_minus_1e_minus8_is_dropped(data):
+    # The rank tolerance is relative to the column's own squared norm (n = 407 in the
+    # standardized statistics): its unexplained part, 1e-8 * 407, is below 1e-7 * 407.
+    X, y, groups = data
+    design = np.column_stack([np.ones(len(y)), X])
+    noise = np.random.default_rng(0).normal(size=len(y))
+    e = noise - design @ np.linalg.lstsq(design, noise, rcond=None)[0]  # orthogonal to X
+    x1 = X["x1"] - X["x1"].mean()
+    e *= np.sqrt(1e-8 / (1 - 1e-8) * (x1 @ x1) / (e @ e))
+    near = X.assign(x1_near=X["x1"] + e)  # R^2 = 1 - 1e-8 against x1
+    with pytest.warns(UserWarning, match=r"rank deficient: column\(s\) \['x1_near'\]"):
+        model = fit(near, y, groups)
+    base = fit(X, y, groups)
+    assert model.coef_[-1] == 0.0
+    np.testing.assert_allclose(model.coef_[:-1], base.coef_, rtol=1e-9)
+
+
 def test_response_around_1e8(data):
     X, y, groups = data
     base = fit(X, y, groups)
@@ -244,6 +261,18 @@ def test_two_groups_fit_with_a_warning(data):
         model = fit(X, y, two)
     assert model.converged_ and len(model.groups_) == 2
     assert np.isfinite(model.log_likelihood_)
+
+
+def test_five_groups_fit_silently_and_four_warn(data):
+    X, y, groups = data
+    codes = groups.to_numpy() % 5
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model = fit(X, y, codes)
+    assert model.converged_ and len(model.groups_) == 5
+    four = np.minimum(codes, 3)
+    with pytest.warns(UserWarning, match="Only 4 groups: s2u is estimated from 4 group intercepts"):
+        fit(X, y, four)
 
 
 def test_float32_input(data):

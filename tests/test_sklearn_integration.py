@@ -247,6 +247,15 @@ def test_unseen_groups_population_or_error(data):
     np.testing.assert_allclose(strict.predict(X[train], groups=groups[train]), model.predict(X[train], groups=groups[train]))
 
 
+def test_one_unseen_row_among_seen_rows_is_refused(data):
+    X, y, groups = data
+    strict = RandomInterceptRegressor(unseen_groups="error").fit(X, y, groups=groups)
+    mixed = groups.to_numpy().copy()
+    mixed[3] = "school-99"
+    with pytest.raises(ValueError, match=r"^1 rows belong to 1 group\(s\) not seen in fit \('school-99'\)"):
+        strict.predict(X, groups=mixed)
+
+
 def test_clone_and_params(data):
     model = RandomInterceptRegressor(method="ml", group_column="school", unseen_groups="error")
     copy = clone(model)
