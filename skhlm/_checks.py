@@ -1,6 +1,8 @@
 """Checks of the input and of the data's identifiability, with messages that say what
 is wrong and what to do.  Each either passes, warns, or raises."""
 
+import os
+import sys
 import warnings
 
 import numpy as np
@@ -11,6 +13,24 @@ from . import _objective as obj
 # Below this many groups s2u rests on too few group intercepts to be estimated
 # well; the usual advice for random effects is at least 5 or 6 levels.
 FEW_GROUPS = 5
+
+
+def _internal_prefixes():
+    import joblib
+    import sklearn
+
+    return tuple(os.path.dirname(m.__file__) for m in (sys.modules[__package__], sklearn, joblib))
+
+
+def warn(message, category=UserWarning):
+    """``warnings.warn`` attributed to the user's line: the first frame outside skhlm,
+    scikit-learn and joblib, however deep in a Pipeline or a model selection tool the
+    warning arose (a fixed stacklevel would point into skhlm from some callers)."""
+    internal = _internal_prefixes()
+    frame, level = sys._getframe(1), 2
+    while frame is not None and frame.f_code.co_filename.startswith(internal):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, category, stacklevel=level)
 
 
 def no_columns_as_array(X):
@@ -106,12 +126,10 @@ def group_count(n_groups, n_samples):
             "levels of each grouping factor must be < number of observations)."
         )
     if n_groups < FEW_GROUPS:
-        warnings.warn(
+        warn(
             f"Only {n_groups} groups: s2u is estimated from {n_groups} group intercepts "
             "and is poorly determined (its standard error is large). Consider a fixed "
-            "effect per group (one-hot columns) instead of a random intercept.",
-            UserWarning,
-            stacklevel=3,
+            "effect per group (one-hot columns) instead of a random intercept."
         )
 
 
@@ -121,12 +139,10 @@ def redundant_columns(standardization, feature_names):
     if dropped.size == 0:
         return
     names = [str(feature_names[k]) for k in dropped] if feature_names is not None else dropped.tolist()
-    warnings.warn(
+    warn(
         f"X is rank deficient: column(s) {names} are constant or linear combinations of "
         "earlier columns, so they were dropped and get a coefficient of 0 (lme4: "
-        "fixed-effect model matrix is rank deficient so dropping columns).",
-        UserWarning,
-        stacklevel=3,
+        "fixed-effect model matrix is rank deficient so dropping columns)."
     )
 
 

@@ -1,7 +1,6 @@
 """Likelihood-ratio tests: nested models compared as lme4's ``anova(m0, m1, ...)``,
 and the test of s2u = 0 against the model without random effects."""
 
-import warnings
 
 import numpy as np
 import pandas as pd
@@ -11,6 +10,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.validation import check_is_fitted
 
 from . import _em
+from ._checks import warn
 from . import _objective as obj
 from ._stats import small_matrix_blas
 
@@ -179,11 +179,10 @@ def refit_ml(model):
     if model.groups_.size:
         result = _em.fit(stats, "ml", max_iter=model.max_iter, tol=model.tol)
         if not result.converged:
-            warnings.warn(
+            warn(
                 f"The ML refit did not converge in max_iter={model.max_iter} iterations; "
                 "its likelihood-ratio tests may be off. Raise max_iter of the model.",
                 ConvergenceWarning,
-                stacklevel=3,
             )
         levels = model.groups_
     else:
@@ -204,7 +203,7 @@ def n_parameters(model):
 
 
 def _fixed_signature(model):
-    """What identifies a fixed-effects design: the intercept, the feature names and
+    """What identifies a fixed-effects design: the intercept, the number of features and
     the kept columns' moments in the user's units, their mean and variance and their
     covariance with y (which tells apart columns of equal mean and variance, e.g. a
     permuted column; y is checked to be the same apart).  The moments do not depend
@@ -219,11 +218,9 @@ def _fixed_signature(model):
         mean = s.x_offset[s.kept] + scale * m
     else:
         second, cross, mean = stats.xtx / n, stats.xty / n, np.zeros(scale.shape)
-    names = tuple(getattr(model, "feature_names_in_", ()))
     return (
         s.fit_intercept,
         model.n_features_in_,
-        names,
         s.kept.tobytes(),
         _significant(mean),
         _significant(np.diag(second) * scale**2),

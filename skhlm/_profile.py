@@ -7,7 +7,6 @@ profiled deviance is a 1-D minimization over lambda on the statistics, so a whol
 table takes a fraction of a second.
 """
 
-import warnings
 from dataclasses import replace
 
 import numpy as np
@@ -17,6 +16,7 @@ from scipy import stats as st
 from sklearn.exceptions import ConvergenceWarning
 
 from . import _em
+from ._checks import warn
 from . import _objective as obj
 from ._inference import _has_groups, check_level, coefficient_names, internal_variances, user_map
 
@@ -176,11 +176,10 @@ def ml_optimum(stats, has_groups=True):
         return 0.0, obj.profiled_s2e(stats, 0.0, "ml"), obj.profiled_criterion(stats, 0.0, "ml")
     fit = _em.fit(stats, "ml", max_iter=1000, tol=1e-10)
     if not fit.converged:
-        warnings.warn(
+        warn(
             "The ML fit that the profile intervals start from did not converge in 1000 "
             "iterations; the intervals may be off.",
             ConvergenceWarning,
-            stacklevel=4,
         )
     return fit.s2u, fit.s2e, obj.profiled_criterion(stats, fit.s2u / fit.s2e, "ml")
 

@@ -1,6 +1,5 @@
 """RandomInterceptRegressor: the scikit-learn face of the EM engine."""
 
-import warnings
 from numbers import Integral, Real
 
 import numpy as np
@@ -237,14 +236,12 @@ class RandomInterceptRegressor(RegressorMixin, BaseEstimator):
         feature_names = getattr(self, "feature_names_in_", None)
         n_samples = X.shape[0]
         if groups is None:
-            warnings.warn(
+            _checks.warn(
                 "RandomInterceptRegressor.fit got no groups, so the model has no random "
                 "effects and the fit is ordinary least squares (s2u = 0). Pass "
                 "fit(X, y, groups=labels), or name the column of X that holds them with "
                 "group_column; inside a Pipeline or model selection tool, enable "
-                "metadata routing and pass params={'groups': labels}.",
-                UserWarning,
-                stacklevel=2,
+                "metadata routing and pass params={'groups': labels}."
             )
             coding, levels = GroupCoding.single(n_samples), None
         else:
@@ -268,12 +265,11 @@ class RandomInterceptRegressor(RegressorMixin, BaseEstimator):
                 result = _em.fit(stats, self.method, max_iter=self.max_iter, tol=self.tol, verbose=self.verbose)
             self._set_fitted(result, stats, standardization, levels)
         if not result.converged:
-            warnings.warn(
+            _checks.warn(
                 f"EM did not converge in max_iter={self.max_iter} iterations "
                 f"(tol={self.tol}). Increase max_iter, or loosen tol; "
                 "log_likelihood_history_ shows how far the fit got.",
                 ConvergenceWarning,
-                stacklevel=2,
             )
         self._scaled_residual_quantiles = self._residual_quantiles(X, y, coding)
         self._names = names

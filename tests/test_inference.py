@@ -500,3 +500,239 @@ def test_constraint_on_one_coefficient_equals_the_general_projection():
             assert obj.profiled_criterion(a, t, "ml") == pytest.approx(
                 obj.profiled_criterion(b, t, "ml"), rel=1e-12
             )
+
+
+# -- compare(): each check and each column, one at a time --------------------------
+
+
+def ml_fit(X, y, groups=None, **params):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # no groups: OLS, said once
+        return RandomInterceptRegressor(method="ml", **params).fit(X, y, groups=groups)
+
+
+def test_compare_refuses_fewer_than_two_models_and_mismatched_names():
+    X, y, groups, _ = design("balanced/full/ml")
+    m = ml_fit(X, y, groups)
+    with pytest.raises(ValueError, match=r"^compare needs two or more fitted models, got 1\.$"):
+        compare(m)
+    with pytest.raises(ValueError, match=r"^names has 3 entries for 2 models\.$"):
+        compare(m, m, names=["a", "b", "c"])
+
+
+def test_compare_messages_say_why_and_what_to_do():
+    X, y, groups, _ = design("balanced/full/ml")
+    reml = RandomInterceptRegressor().fit(X, y, groups=groups)
+    reml_small = RandomInterceptRegressor().fit(X.iloc[:, :1], y, groups=groups)
+    ml = ml_fit(X, y, groups)
+    with pytest.raises(ValueError) as mixed:
+        compare(reml, ml)
+    assert str(mixed.value) == (
+        "Some models were fitted by REML and some by ML; their log-likelihoods are not "
+        "comparable. Pass refit=True to refit the REML models with ML (as lme4's anova "
+        "does), or fit all with the same method."
+    )
+    with pytest.raises(ValueError) as different:
+        compare(reml, reml_small)
+    assert str(different.value) == (
+        "These REML fits have different fixed effects. A REML likelihood is that of "
+        "residual contrasts, which depend on the fixed-effects design, so REML "
+        "log-likelihoods of models with different fixed effects are not comparable. "
+        "Pass refit=True to refit them with ML (as lme4's anova does), or fit them "
+        "with method='ml'."
+    )
+    other = ml_fit(X, y + 1.0, groups)
+    with pytest.raises(ValueError) as data:
+        compare(ml, ml, other, names=["first", "second", "third"])
+    assert str(data.value) == (
+        "third was not fitted to the same data as first (the number of rows, the "
+        "response or the groups differ); likelihoods of different data are not "
+        "comparable. Fit all models to the same y and groups."
+    )
+
+
+def test_compare_a_small_improvement_gives_its_own_chisq():
+    """Chisq = 2 diff(logLik) also when the gain is below 1 (no floor but 0)."""
+    X, y, groups, _ = design("balanced/full/ml")
+    noise = pd.Series(np.random.default_rng(4).normal(size=len(y)), index=X.index)
+    m0 = ml_fit(X, y, groups)
+    m1 = ml_fit(X.assign(noise=noise), y, groups)
+    table = compare(m0, m1)
+    gain = m1.log_likelihood_ - m0.log_likelihood_
+    assert 0 < gain < 0.5
+    assert table["Chisq"].iloc[1] == pytest.approx(2 * gain, rel=1e-12)
+    assert table["p_value"].iloc[1] == pytest.approx(st.chi2.sf(2 * gain, 1), rel=1e-12)
+
+
+def test_compare_models_with_the_same_npar_get_no_p_value():
+    """Df = 0 between two models of as many parameters: no test (NaN), as the first row."""
+    X, y, groups, _ = design("balanced/full/ml")
+    a = ml_fit(X.iloc[:, [0]], y, groups)
+    b = ml_fit(X.iloc[:, [1]], y, groups)
+    table = compare(a, b, names=["a", "b"])
+    assert list(table.index) == ["a", "b"]  # equal npar: the order given
+    assert table["Df"].iloc[1] == 0
+    assert np.isnan(table["p_value"]).all()
+    assert table["Chisq"].iloc[1] == pytest.approx(2 * abs(b.log_likelihood_ - a.log_likelihood_) * (b.log_likelihood_ > a.log_likelihood_), abs=1e-12)
+
+
+def test_refit_ml_returns_an_ml_model_as_is_and_copies_what_a_summary_needs():
+    from skhlm._compare import refit_ml
+
+    X, y, groups, _ = design("unbalanced/full/reml")
+    ml = ml_fit(X, y, groups)
+    assert refit_ml(ml) is ml
+    reml = RandomInterceptRegressor(tol=1e-3).fit(X, y.rename("score"), groups=groups.rename("school"))
+    copy = refit_ml(reml)
+    assert copy.method == "ml" and copy.tol == 1e-3
+    assert copy.n_features_in_ == reml.n_features_in_ == X.shape[1]
+    np.testing.assert_array_equal(copy.feature_names_in_, X.columns)
+    np.testing.assert_array_equal(copy._scaled_residual_quantiles, reml._scaled_residual_quantiles)
+    assert copy.summary().formula == reml.summary().formula == "score ~ x1 + x2 + z1 + (1 | school)"
+    # The refit uses the model's own tolerance: a loose one stops early.
+    from skhlm import _em
+
+    assert copy.n_iter_ == _em.fit(reml._stats, "ml", tol=1e-3).n_iter < _em.fit(reml._stats, "ml").n_iter
+    tight = ml_fit(X, y, groups)
+    assert copy.log_likelihood_ == pytest.approx(tight.log_likelihood_, abs=1e-4)
+
+
+def test_refit_ml_of_an_array_model_has_no_feature_names():
+    from skhlm._compare import refit_ml
+
+    X, y, groups, _ = design("unbalanced/full/reml")
+    copy = refit_ml(RandomInterceptRegressor().fit(X.to_numpy(), y.to_numpy(), groups=groups.to_numpy()))
+    assert not hasattr(copy, "feature_names_in_")
+    assert copy.summary().formula == "y ~ x0 + x1 + x2 + (1 | group)"
+
+
+def test_refit_ml_of_a_model_without_groups_is_the_ols_ml_fit():
+    """lm's ML log-likelihood: -n/2 (log(2 pi rss / n) + 1)."""
+    X, y, groups, _ = design("balanced/full/reml")
+    with pytest.warns(UserWarning, match="no groups"):
+        reml = RandomInterceptRegressor().fit(X, y)
+    grouped = RandomInterceptRegressor().fit(X, y, groups=groups)
+    table = compare(reml, grouped, refit=True, names=["lm", "lmer"])
+    design_ = np.column_stack([np.ones(len(y)), X])
+    rss = np.sum((y - design_ @ np.linalg.lstsq(design_, y, rcond=None)[0]) ** 2)
+    n = len(y)
+    assert table.loc["lm", "logLik"] == pytest.approx(-n / 2 * (np.log(2 * np.pi * rss / n) + 1), rel=1e-12)
+    assert table.loc["lm", "npar"] == X.shape[1] + 2 and table.loc["lmer", "npar"] == X.shape[1] + 3
+    assert table.loc["lmer", "logLik"] == pytest.approx(ml_fit(X, y, groups).log_likelihood_, abs=1e-8)
+
+
+def test_compare_reml_fits_without_intercept_by_their_design():
+    X, y, groups, _ = design("balanced/full/reml")
+    a = RandomInterceptRegressor(fit_intercept=False).fit(X, y, groups=groups)
+    b = RandomInterceptRegressor(fit_intercept=False).fit(X.copy(), y, groups=groups)
+    assert compare(a, b)["Chisq"].iloc[1] == 0.0
+    for changed in (X * [1.0, 2.0], X + [0.0, 1.0], X.assign(x2=X["x2"].to_numpy()[::-1])):
+        c = RandomInterceptRegressor(fit_intercept=False).fit(changed, y, groups=groups)
+        with pytest.raises(ValueError, match="different fixed effects"):
+            compare(a, c)
+    with_intercept = RandomInterceptRegressor().fit(X, y, groups=groups)
+    with pytest.raises(ValueError, match="different fixed effects"):
+        compare(a, with_intercept)
+
+
+def test_compare_same_design_under_other_column_names_is_the_same_design():
+    X, y, groups, _ = design("balanced/full/reml")
+    a = RandomInterceptRegressor().fit(X, y, groups=groups)
+    b = RandomInterceptRegressor().fit(X.set_axis(["u", "v"], axis=1), y, groups=groups)
+    assert compare(a, b)["Chisq"].iloc[1] == 0.0
+
+
+def test_compare_a_design_that_differs_in_the_eighth_digit_is_another_design():
+    X, y, groups, _ = design("balanced/full/reml")
+    a = RandomInterceptRegressor().fit(X, y, groups=groups)
+    b = RandomInterceptRegressor().fit(X * [1.0, 1.0 + 3e-8], y, groups=groups)
+    with pytest.raises(ValueError, match="different fixed effects"):
+        compare(a, b)
+
+
+def same_squares_other_total(y, delta):
+    """a y + b with the sum of squares of y and a total larger by about delta."""
+    n, s1, s2 = len(y), y.sum(), (y**2).sum()
+    b = delta / (n - s1**2 / s2)
+    a = (-b * s1 + np.sqrt(b**2 * s1**2 - s2 * (n * b**2 - s2))) / s2
+    return a * y + b
+
+
+def test_compare_checks_the_response_moments_each_on_its_own():
+    X, y, groups, _ = design("balanced/full/ml")
+    y = y + 50.0  # a total far from 0
+    base = ml_fit(X, y, groups)
+    # Two rows of one group moved by +d and -d: same n, total and group totals, a
+    # sum of squares larger by 1e-7 of itself.
+    rows = np.flatnonzero(groups.to_numpy() == groups.iloc[0])[:2]
+    a, b = y.iloc[rows]
+    d = 1e-7 * np.sum(y.to_numpy() ** 2) / (2 * abs(a - b))
+    moved = y.copy()
+    moved.iloc[rows] += [d, -d] if a > b else [-d, d]
+    with pytest.raises(ValueError, match="not fitted to the same data"):
+        compare(base, ml_fit(X, moved, groups))
+    # The same n and sum of squares, a total off by 1e-7 of sqrt(n sum y^2), which is
+    # 100 times the tolerance and far below 1e-5 of the total (no groups, so no
+    # group totals to tell them apart).
+    scale = np.sqrt(len(y) * np.sum(y.to_numpy() ** 2))
+    other = same_squares_other_total(y, 1e-7 * scale)
+    assert np.sum(other**2) == pytest.approx(np.sum(y**2), rel=1e-15)
+    assert 0.5e-7 * scale < other.sum() - y.sum() < 1e-6 * abs(y.sum())
+    without = ml_fit(X, y)
+    with pytest.raises(ValueError, match="not fitted to the same data"):
+        compare(without, ml_fit(X, other))
+    with pytest.raises(ValueError, match="not fitted to the same data"):
+        compare(without, ml_fit(X, -y))
+    # Rows of another count: refused even with the same moments of y.
+    with pytest.raises(ValueError, match="not fitted to the same data"):
+        compare(without, ml_fit(pd.concat([X, X.iloc[:0]]).iloc[:-1], y.iloc[:-1]))
+
+
+def test_compare_checks_group_totals_to_their_scale():
+    """Two rows of other groups swapped, whose y differ by 1e-6 of y's scale: same n,
+    total and sum of squares, group totals off by far less than 1e-5 of themselves."""
+    X, y, groups, _ = design("balanced/full/ml")
+    codes = groups.to_numpy()
+    values = y.to_numpy()
+    scale = np.sqrt(np.mean(values**2))
+    i = 0
+    others = np.flatnonzero(codes != codes[i])
+    j = others[np.argmin(np.abs(values[others] - values[i] - 1e-6 * scale))]
+    assert 0 < abs(values[j] - values[i]) < 1e-3 * scale
+    swapped = y.copy()
+    swapped.iloc[[i, j]] = values[[j, i]]
+    base = ml_fit(X, y, groups)
+    with pytest.raises(ValueError, match="not fitted to the same data"):
+        compare(base, ml_fit(X, swapped, groups))
+
+
+# -- Satterthwaite: the pseudo-inverse and the degenerate contrast ------------------
+
+
+def test_satterthwaite_drops_hessian_eigenvalues_below_1e_minus8_of_the_largest(monkeypatch):
+    """H = diag(1e4, 5e-5): the second eigenvalue is below 1e-8 * 1e4 = 1e-4 and is
+    dropped, so only the first direction of (theta, sigma) enters the df."""
+    X, y, groups, _ = design("balanced/full/reml")
+    m = RandomInterceptRegressor().fit(X, y, groups=groups)
+    s2u, s2e = inf.internal_variances(m)
+    stats = m._stats
+    contrast = np.eye(stats.n_params)[1]
+    monkeypatch.setattr(inf, "deviance_hessian", lambda *a: np.diag([1e4, 5e-5]))
+    df = inf.satterthwaite_df(stats, s2u, s2e, "reml", contrast)
+    a_inv = obj.gls_inverse(stats, s2u / s2e)
+    var = s2e * a_inv[1, 1]
+    grad = np.einsum("i,aij,j->a", contrast, inf.covariance_jacobian(stats, s2u, s2e), contrast)
+    expected = 2 * var**2 / (2 * grad[0] ** 2 / 1e4)
+    np.testing.assert_allclose(df, [expected], rtol=1e-12)
+
+
+def test_satterthwaite_df_of_a_contrast_free_of_the_variances_is_infinite():
+    X, y, groups, _ = design("balanced/full/reml")
+    m = RandomInterceptRegressor().fit(X, y, groups=groups)
+    s2u, s2e = inf.internal_variances(m)
+    zero = np.zeros((1, m._stats.n_params))
+    df = inf.satterthwaite_df(m._stats, s2u, s2e, "reml", zero)
+    assert df.dtype == np.float64
+    np.testing.assert_array_equal(df, [np.inf])

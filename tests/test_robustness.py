@@ -406,3 +406,29 @@ def test_a_tiny_constant_column_is_dropped_not_refused(data):
     with pytest.warns(UserWarning, match=r"column\(s\) \['x2'\] are constant"):
         model = fit(X, y, groups)
     assert model.coef_[1] == 0.0
+
+
+def test_warnings_point_at_the_callers_line(data):
+    """Not at a line inside skhlm or scikit-learn: the user's own, also through a
+    Pipeline and compare()."""
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from skhlm import compare
+
+    X, y, groups = data
+    with pytest.warns(UserWarning, match="got no groups") as record:
+        RandomInterceptRegressor().fit(X, y)
+    assert record[0].filename == __file__
+    with pytest.warns(UserWarning, match="Only 3 groups") as record:
+        make_pipeline(StandardScaler(), RandomInterceptRegressor()).fit(
+            X, y, randominterceptregressor__groups=groups.to_numpy() % 3
+        )
+    assert record[0].filename == __file__
+    with pytest.warns(ConvergenceWarning) as record:
+        model = RandomInterceptRegressor(max_iter=1, tol=1e-14).fit(X, y, groups=groups)
+    assert {w.filename for w in record} == {__file__}
+    with pytest.warns(ConvergenceWarning, match="ML refit") as record:
+        compare(model, model, refit=True)
+    assert {w.filename for w in record} == {__file__}
