@@ -25,6 +25,9 @@ from ._inference import _has_groups, check_level, coefficient_names, internal_va
 # enters the deviance quadratically, stays below 1e-12.
 _ROOT_RTOL = 1e-10
 _INNER_XTOL = 1e-7
+# The largest n_j lambda at which a profile in lambda is evaluated: beyond, the
+# between-group part of A(lambda) = X'X - sum_j c_j s_j s_j' cancels to rounding.
+_MAX_LAMBDA_N = 1e8
 # Half-width of the search interval of the inner minimizations, in log(lambda).
 _LOG_LAMBDA_SPAN = 30.0
 
@@ -57,7 +60,7 @@ def _ml_deviance(stats, lam, s2e):
     return obj.log_det_v_ratio(stats, lam) + rss / s2e + n * (obj.LOG_2PI + np.log(s2e))
 
 
-def profile_sigma(stats, sigma, lam_start, has_groups=True):
+def profile_sigma(stats, sigma, lam_start, has_groups):
     """ML deviance profiled at a fixed residual sd ``sigma``: min over lambda >= 0."""
     s2e = sigma**2
     if not has_groups:
@@ -128,7 +131,7 @@ def constrained_stats(stats, contrast, value):
     )
 
 
-def profile_contrast(stats, contrast, value, lam_start, has_groups=True):
+def profile_contrast(stats, contrast, value, lam_start, has_groups):
     """ML deviance profiled at contrast'beta = value (over lambda, s2e, the rest)."""
     sub = constrained_stats(stats, contrast, value)
     if not has_groups:
@@ -136,7 +139,9 @@ def profile_contrast(stats, contrast, value, lam_start, has_groups=True):
     return _minimize_over_lambda(lambda lam: obj.profiled_criterion(sub, lam, "ml"), lam_start)[1]
 
 
-def profile_bounds(excess, estimate, step, critical, *, floor=None, floor_attainable=False):
+def profile_bounds(
+    excess, estimate, step, critical, *, floor=None, floor_attainable=False, ceiling=np.inf
+):
     """The two roots of excess(x) = critical around ``estimate``.
 
     ``excess(x)`` is the profiled deviance minus its minimum.  Brackets grow
@@ -144,7 +149,7 @@ def profile_bounds(excess, estimate, step, critical, *, floor=None, floor_attain
     geometrically, never touching it unless ``floor_attainable``: then the lower
     bound is the floor itself when the excess there stays below ``critical``, as
     lme4 reports 0 for a group sd.  A side whose excess never reaches ``critical``
-    is NaN.
+    (within 64 doublings of the step, or below ``ceiling``) is NaN.
     """
 
     def root(a, b):
@@ -158,6 +163,8 @@ def profile_bounds(excess, estimate, step, critical, *, floor=None, floor_attain
             outer = estimate + direction * step * 2.0**k
             if floor is not None and outer <= floor:
                 outer = floor + 0.25 * (inner - floor)
+            if outer > ceiling:
+                break
             if excess(outer) > critical:
                 return root(min(inner, outer), max(inner, outer))
             inner = outer
@@ -170,7 +177,7 @@ def profile_bounds(excess, estimate, step, critical, *, floor=None, floor_attain
     return lower, search(1.0)
 
 
-def ml_optimum(stats, has_groups=True):
+def ml_optimum(stats, has_groups):
     """(s2u, s2e, minimum deviance) of the ML fit: what lme4's profile starts from."""
     if not has_groups:
         return 0.0, obj.profiled_s2e(stats, 0.0, "ml"), obj.profiled_criterion(stats, 0.0, "ml")
@@ -184,7 +191,7 @@ def ml_optimum(stats, has_groups=True):
     return fit.s2u, fit.s2e, obj.profiled_criterion(stats, fit.s2u / fit.s2e, "ml")
 
 
-def sd_profile_bounds(stats, optimum, level, has_groups=True):
+def sd_profile_bounds(stats, optimum, level, has_groups):
     """Profile intervals of (sigma_u, sigma), internal units, from the ML deviance
     around its ``optimum`` (s2u, s2e, deviance): see :func:`ml_optimum`."""
     s2u, s2e, base = optimum
@@ -217,10 +224,14 @@ def lambda_profile_bounds(stats, method, lam_hat, level):
     """Interval of lambda = s2u / s2e from the fit's own criterion, profiled in lambda.
 
     Lambda is the only parameter left in the profiled criterion, so this is its
-    exact profile likelihood; the upper bound is inf when the criterion never rises
-    by the critical value (too few groups to bound the between-group variance).
+    exact profile likelihood; the upper bound is inf when the criterion does not rise
+    by the critical value up to ``_MAX_LAMBDA_N`` / n_max (where c_j = 1 / n_j to 8
+    digits, beyond which A(lambda) cancels to rounding): when few groups cannot bound
+    the between-group variance, or when fixed effects at level 2 absorb every group's
+    mean and the REML criterion is flat in lambda.
     """
     base = obj.profiled_criterion(stats, lam_hat, method)
+    ceiling = np.sqrt(_MAX_LAMBDA_N / stats.classes.size.max())
     crit = st.chi2.ppf(level, 1)
 
     def excess(theta):
@@ -228,7 +239,8 @@ def lambda_profile_bounds(stats, method, lam_hat, level):
 
     theta = np.sqrt(lam_hat)
     lower, upper = profile_bounds(
-        excess, theta, 0.5 * max(theta, 0.1), crit, floor=0.0, floor_attainable=True
+        excess, theta, 0.5 * max(theta, 0.1), crit, floor=0.0, floor_attainable=True,
+        ceiling=max(ceiling, theta),
     )
     return lower**2, (np.inf if np.isnan(upper) else upper**2)
 

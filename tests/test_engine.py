@@ -314,3 +314,9 @@ def test_large_data_are_centered_at_a_sample_mean_with_exact_statistics():
         assert ours.s2u * sd.y_scale**2 == pytest.approx(exact.s2u, rel=1e-8)
         assert ours.s2e * sd.y_scale**2 == pytest.approx(exact.s2e, rel=1e-8)
         np.testing.assert_allclose(sd.coef_to_user(ours.beta)[0], exact.beta[1:], rtol=1e-8)
+
+
+def test_tiny_values_error_names_the_columns_and_y():
+    error = _stats.TinyValues({2: 3e-170}, 1e-200)
+    assert error.spreads == {2: 3e-170} and error.response_spread == 1e-200
+    assert str(error) == "variation too small for float64: X columns {2: 3e-170}, y 1e-200"

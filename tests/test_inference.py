@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from lme4_reference import design, fit_keys, reference
 from scipy import stats as st
-from scipy.optimize import approx_fprime, minimize_scalar
+from scipy.optimize import approx_fprime, brentq, minimize_scalar
 
 from skhlm import RandomInterceptRegressor
 from skhlm import _inference as inf
@@ -378,7 +378,7 @@ def test_profile_bound_is_a_minimum_over_s2u():
     start = np.log(s2u_hat)
     best = minimize_scalar(lambda t: deviance(t, sigma**2), bracket=(start - 1, start))
     base = deviance(np.log(s2u_hat), s2e_hat)
-    np.testing.assert_allclose(best.fun - base, st.chi2.ppf(0.95, 1), rtol=1e-6)
+    np.testing.assert_allclose(best.fun - base, st.chi2.ppf(0.95, 1), rtol=1e-10)
 
 
 # -- predictive uncertainty --------------------------------------------------------
@@ -736,3 +736,93 @@ def test_satterthwaite_df_of_a_contrast_free_of_the_variances_is_infinite():
     df = inf.satterthwaite_df(m._stats, s2u, s2e, "reml", zero)
     assert df.dtype == np.float64
     np.testing.assert_array_equal(df, [np.inf])
+
+
+# -- profiles: the constrained problem, models without groups, unbounded ICC ---------
+
+
+def test_constrained_statistics_are_those_of_the_constrained_design():
+    """contrast'beta = value as a design: beta = shift + N gamma, so the design is X N
+    and the response y - X shift; every statistic, the group sums included, must be
+    that design's, for a selection (one nonzero entry) and a general contrast."""
+    x, y, codes = simulate(seed=2)
+    stats = dense.naive_stats(x, y, codes)
+    for contrast in (np.array([0.0, 1.0, 0.0]), np.array([0.3, -1.0, 2.0])):
+        value = 0.7
+        sub = _profile.constrained_stats(stats, contrast, value)
+        shift = contrast * value / (contrast @ contrast)
+        nonzero = np.flatnonzero(contrast)
+        if nonzero.size == 1:
+            null = np.delete(np.eye(3), nonzero[0], axis=1)
+        else:
+            from scipy.linalg import null_space
+
+            null = null_space(contrast[None, :])
+        ref = dense.naive_stats(x @ null, y - x @ shift, codes)
+        np.testing.assert_allclose(sub.xtx, ref.xtx, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(sub.xty, ref.xty, rtol=1e-12, atol=1e-12)
+        assert sub.yty == pytest.approx(ref.yty, rel=1e-12)
+        for field in ("ss", "st", "tt", "s", "t"):
+            np.testing.assert_allclose(
+                getattr(sub.classes, field), getattr(ref.classes, field), rtol=1e-11, atol=1e-11
+            )
+        gamma = np.array([0.4, -0.2])
+        np.testing.assert_allclose(
+            sub.groups.residual_sums(gamma), ref.groups.residual_sums(gamma), rtol=1e-12, atol=1e-12
+        )
+        np.testing.assert_allclose(sub.group_xsum, ref.group_xsum, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(sub.group_ysum, ref.group_ysum, rtol=1e-12, atol=1e-12)
+
+
+def test_profile_intervals_without_groups_are_the_linear_models():
+    """OLS, ML deviance n log(rss): at beta_k = b, rss rises by (b - b_hat)^2 / [(X'X)^-1]_kk,
+    so the bounds are b_hat -/+ sqrt(rss (exp(crit / n) - 1) [(X'X)^-1]_kk); and
+    sigma's are the roots of n log(s2 / s2_hat) + n (s2_hat / s2 - 1) = crit."""
+    X, y, _, _ = design("balanced/full/reml")
+    with pytest.warns(UserWarning, match="no groups"):
+        model = RandomInterceptRegressor().fit(X, y)
+    table = _profile.profile_intervals(model)
+    n = len(y)
+    design_ = np.column_stack([np.ones(n), X])
+    b_hat = np.linalg.lstsq(design_, y, rcond=None)[0]
+    rss = np.sum((y - design_ @ b_hat) ** 2)
+    crit = st.chi2.ppf(0.95, 1)
+    half = np.sqrt(rss * np.expm1(crit / n) * np.diag(np.linalg.inv(design_.T @ design_)))
+    np.testing.assert_allclose(table["lower"].iloc[2:], b_hat - half, rtol=1e-8)
+    np.testing.assert_allclose(table["upper"].iloc[2:], b_hat + half, rtol=1e-8)
+    assert np.isnan(table.loc["Groups"]).all()
+    s2_hat = rss / n
+
+    def excess(sigma):
+        return n * np.log(sigma**2 / s2_hat) + n * (s2_hat / sigma**2 - 1) - crit
+
+    sigma_hat = np.sqrt(s2_hat)
+    lower = brentq(excess, 0.5 * sigma_hat, sigma_hat)
+    upper = brentq(excess, sigma_hat, 2 * sigma_hat)
+    np.testing.assert_allclose(table.loc["Residual"], [lower, upper], rtol=1e-8)
+
+
+def test_icc_interval_reaches_1_when_the_likelihood_does_not_bound_lambda():
+    """A fixed effect per group at level 2 (a dummy for each group but the first)
+    absorbs every group mean: the REML criterion is flat in lambda, so the ICC's
+    interval is [0, 1] (it used to fail in a Cholesky factorization of A(lambda) at
+    huge lambda).  ML still bounds it: its criterion grows like G log lambda."""
+    rng = np.random.default_rng(0)
+    groups = np.repeat([0, 1, 2, 3], 8)
+    X = (groups[:, None] == [1, 2, 3]).astype(float)
+    y = np.array([0.0, 1.0, 2.0, 1.5])[groups] + rng.normal(size=32)
+    with pytest.warns(UserWarning, match="Only 4 groups"):
+        reml = RandomInterceptRegressor().fit(X, y, groups=groups)
+    assert reml.singular_
+    stats = reml._stats
+    flat = [obj.profiled_criterion(stats, lam, "reml") for lam in (0.0, 1.0, 1e4)]
+    np.testing.assert_allclose(flat, flat[0], rtol=1e-9)
+    assert _profile.icc_interval(reml) == (0.0, 1.0)
+    assert _profile.lambda_profile_bounds(stats, "reml", 0.0, 0.95) == (0.0, np.inf)
+    summary = reml.summary()
+    assert summary.icc_interval == (0.0, 1.0)
+    assert "[0.0000, 1.0000]" in str(summary)
+    with pytest.warns(UserWarning, match="Only 4 groups"):
+        ml = RandomInterceptRegressor(method="ml").fit(X, y, groups=groups)
+    lo, hi = _profile.icc_interval(ml)
+    assert lo == 0.0 and 0.05 < hi < 0.5
