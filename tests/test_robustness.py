@@ -411,24 +411,33 @@ def test_a_tiny_constant_column_is_dropped_not_refused(data):
 def test_warnings_point_at_the_callers_line(data):
     """Not at a line inside skhlm or scikit-learn: the user's own, also through a
     Pipeline and compare()."""
+    import os
+
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
+    import skhlm
     from skhlm import compare
+
+    def assert_callers(record):
+        files = {w.filename for w in record}
+        assert not [f for f in files if f.startswith(os.path.dirname(skhlm.__file__))]
+        if "mutmut" not in sys.modules:  # mutmut calls skhlm through frames of its own
+            assert files == {__file__}
 
     X, y, groups = data
     with pytest.warns(UserWarning, match="got no groups") as record:
         RandomInterceptRegressor().fit(X, y)
-    assert record[0].filename == __file__
+    assert_callers(record)
     with pytest.warns(UserWarning, match="Only 3 groups") as record:
         make_pipeline(StandardScaler(), RandomInterceptRegressor()).fit(
             X, y, randominterceptregressor__groups=groups.to_numpy() % 3
         )
-    assert record[0].filename == __file__
+    assert_callers(record)
     with pytest.warns(ConvergenceWarning) as record:
         model = RandomInterceptRegressor(max_iter=1, tol=1e-14).fit(X, y, groups=groups)
-    assert {w.filename for w in record} == {__file__}
+    assert_callers(record)
     with pytest.warns(ConvergenceWarning, match="ML refit") as record:
         compare(model, model, refit=True)
-    assert {w.filename for w in record} == {__file__}
+    assert_callers(record)
