@@ -826,3 +826,62 @@ def test_icc_interval_reaches_1_when_the_likelihood_does_not_bound_lambda():
         ml = RandomInterceptRegressor(method="ml").fit(X, y, groups=groups)
     lo, hi = _profile.icc_interval(ml)
     assert lo == 0.0 and 0.05 < hi < 0.5
+
+
+def test_profile_intervals_start_from_a_tight_ml_fit_and_say_when_it_failed(monkeypatch):
+    """The ML fit behind the profiles runs up to 1000 iterations at tol 1e-10, and a
+    failure to converge is said once, as a ConvergenceWarning that names it."""
+    from sklearn.exceptions import ConvergenceWarning
+
+    from skhlm import _em
+
+    X, y, groups, _ = design("unbalanced/full/reml")
+    model = RandomInterceptRegressor().fit(X, y, groups=groups)
+    calls = []
+    real_fit = _em.fit
+
+    def fit(stats, method, **kwargs):
+        calls.append((method, kwargs))
+        return real_fit(stats, method, **kwargs)
+
+    monkeypatch.setattr(_em, "fit", fit)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        converged = _profile.profile_intervals(model, fixed=False)
+    assert calls == [("ml", {"max_iter": 1000, "tol": 1e-10})]
+
+    def not_converged(stats, method, **kwargs):
+        result = real_fit(stats, method, **kwargs)
+        return type(result)(**{**vars(result), "converged": False})
+
+    monkeypatch.setattr(_em, "fit", not_converged)
+    with pytest.warns(ConvergenceWarning) as record:
+        again = _profile.profile_intervals(model, fixed=False)
+    assert [str(w.message) for w in record] == [
+        "The ML fit that the profile intervals start from did not converge in 1000 "
+        "iterations; the intervals may be off."
+    ]
+    pd.testing.assert_frame_equal(again, converged)
+
+
+def test_lambda_profile_stops_where_a_lambda_is_too_large_to_evaluate(monkeypatch):
+    """No evaluation beyond n_max lambda = 1e8 (MAX_LAMBDA_N), where A(lambda) cancels."""
+    rng = np.random.default_rng(0)
+    groups = np.repeat([0, 1, 2, 3], 8)
+    X = (groups[:, None] == [1, 2, 3]).astype(float)
+    y = np.array([0.0, 1.0, 2.0, 1.5])[groups] + rng.normal(size=32)
+    with pytest.warns(UserWarning, match="Only 4 groups"):
+        model = RandomInterceptRegressor().fit(X, y, groups=groups)
+    seen = []
+    real = obj.profiled_criterion
+
+    def criterion(stats, lam, method):
+        seen.append(lam)
+        return real(stats, lam, method)
+
+    monkeypatch.setattr(obj, "profiled_criterion", criterion)
+    assert _profile.lambda_profile_bounds(model._stats, "reml", 0.0, 0.95) == (0.0, np.inf)
+    assert 8 * max(seen) <= 1e8 * (1 + 1e-12)
+    assert 8 * max(seen) > 0.25e8  # it does go up to there
