@@ -384,6 +384,7 @@ def test_profile_bound_is_a_minimum_over_s2u():
 # -- predictive uncertainty --------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_predictive_std_is_calibrated():
     # One new observation per replicate for a seen group and one for a new group,
     # each from a fresh data set: the coverages are binomial(R, 0.95) if calibrated.

@@ -105,6 +105,7 @@ def test_shrinkage_of_a_model_with_a_group_column(fitted):
     np.testing.assert_allclose(points.get_offsets(), expected.get_offsets(), rtol=1e-10)
 
 
+@pytest.mark.slow
 def test_missing_matplotlib_names_the_extra(monkeypatch, fitted):
     import subprocess
     import sys

@@ -331,6 +331,7 @@ print(np.concatenate([[m.intercept_], m.coef_, list(m.variance_components_.value
 """
 
 
+@pytest.mark.slow
 def test_bit_for_bit_deterministic_in_and_across_processes():
     runs = [subprocess.run([sys.executable, "-c", _SCRIPT], capture_output=True, text=True, check=True).stdout
             for _ in range(2)]

@@ -1,0 +1,69 @@
+"""Mutation score by module, from mutmut's results and our list of equivalent mutants.
+
+Run from the repository root after ``mutmut run`` (CONTRIBUTING.md):
+
+    python tests/mutation/score.py
+
+The score of a module is killed / (mutants - equivalent).  A mutant listed in
+``equivalent.md`` (its name in backticks at the start of a table row) is left out of
+the denominator; one listed there that mutmut reports killed is flagged, since the
+list is then stale.
+"""
+
+import re
+import subprocess
+import sys
+from collections import Counter, defaultdict
+from pathlib import Path
+
+HERE = Path(__file__).parent
+
+
+def results():
+    out = subprocess.run(
+        [sys.executable, "-m", "mutmut", "results", "--all", "true"],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    status = {}
+    for line in out.splitlines():
+        match = re.match(r"\s*(skhlm\.\S+): (.+)$", line)
+        if match:
+            status[match.group(1)] = match.group(2).strip()
+    return status
+
+
+def equivalent():
+    text = (HERE / "equivalent.md").read_text()
+    return set(re.findall(r"^\|\s*`(skhlm\.[^`]+)`", text, flags=re.MULTILINE))
+
+
+def main():
+    status, same = results(), equivalent()
+    by_module = defaultdict(Counter)
+    for name, state in status.items():
+        module = name.split(".")[1]
+        by_module[module][state] += 1
+        if name in same:
+            by_module[module]["equivalent"] += 1
+            if state == "killed":
+                print(f"stale: {name} is listed as equivalent but was killed")
+    unknown = sorted(same - status.keys())
+    if unknown:
+        print(f"stale: {len(unknown)} listed equivalent mutant(s) no longer exist: {unknown[:5]} ...")
+    print(f"{'module':<12} {'mutants':>7} {'killed':>7} {'survived':>8} {'equiv.':>6} {'other':>5} {'score':>6}")
+    total = Counter()
+    for module in sorted(by_module):
+        c = by_module[module]
+        n = sum(v for k, v in c.items() if k != "equivalent")
+        other = n - c["killed"] - c["survived"]
+        score = c["killed"] / (n - c["equivalent"]) if n > c["equivalent"] else float("nan")
+        print(f"{module:<12} {n:>7} {c['killed']:>7} {c['survived']:>8} {c['equivalent']:>6} {other:>5} {score:>6.1%}")
+        total.update(c)
+        total["n"] += n
+    score = total["killed"] / (total["n"] - total["equivalent"])
+    print(f"{'all':<12} {total['n']:>7} {total['killed']:>7} {total['survived']:>8} {total['equivalent']:>6} "
+          f"{total['n'] - total['killed'] - total['survived']:>5} {score:>6.1%}")
+
+
+if __name__ == "__main__":
+    main()
