@@ -50,7 +50,7 @@ try:
     # which allocates a fresh (G, p) result per block, up to 190 ms at G = 5e5.
     from scipy.sparse._sparsetools import csc_matvec as _csc_matvec
     from scipy.sparse._sparsetools import csc_matvecs as _csc_matvecs
-except ImportError:  # pragma: no cover - a private module of scipy
+except ImportError:  # pragma: no cover - a private module of scipy; the fallback is tested
     _csc_matvec = _csc_matvecs = None
 
 
@@ -323,7 +323,7 @@ class _GroupAdder:
         codes = np.ascontiguousarray(codes, dtype=self.indptr.dtype)
         indptr, ones = self.indptr[: n_rows + 1], self.ones[:n_rows]
         n_groups = out.shape[0]
-        if _csc_matvecs is None:  # pragma: no cover
+        if _csc_matvecs is None:  # scipy without its private loop: tested
             from scipy import sparse
 
             indicator = sparse.csc_array((ones, codes, indptr), shape=(n_groups, n_rows))

@@ -320,3 +320,42 @@ def test_tiny_values_error_names_the_columns_and_y():
     error = _stats.TinyValues({2: 3e-170}, 1e-200)
     assert error.spreads == {2: 3e-170} and error.response_spread == 1e-200
     assert str(error) == "variation too small for float64: X columns {2: 3e-170}, y 1e-200"
+
+
+def test_group_sums_without_scipys_private_loop_are_the_same(monkeypatch):
+    """The public sparse product stands in when scipy's private csc_matvec(s) is gone."""
+    rng = np.random.default_rng(5)
+    codes = rng.integers(0, 40, size=3000)
+    X = rng.normal(size=(3000, 3)) + [5.0, 0.0, -2.0]
+    y = X @ [1.0, 2.0, 3.0] + rng.normal(size=40)[codes] + rng.normal(size=3000)
+    coding = encode_groups(codes, codes.size)
+    fast, _ = _stats.compute_statistics(X, y, coding)
+    monkeypatch.setattr(_stats, "_csc_matvec", None)
+    monkeypatch.setattr(_stats, "_csc_matvecs", None)
+    public, _ = _stats.compute_statistics(X, y, coding)
+    for name in ["xtx", "xty", "yty", "group_sizes", "group_xsum", "group_ysum"]:
+        np.testing.assert_allclose(getattr(public, name), getattr(fast, name), rtol=1e-13, atol=1e-12)
+    exact = np.zeros((40, 3))
+    np.add.at(exact, codes, X - _stats.compute_statistics(X, y, coding)[1].x_offset)
+    np.testing.assert_allclose(public.groups.x, exact[coding.level], rtol=1e-12, atol=1e-10)
+
+
+def test_residual_sums_are_returned_by_label_or_in_size_order():
+    """Labels 0..4 have sizes 3, 1, 4, 2, 6: the size order is 1, 3, 0, 2, 4."""
+    rng = np.random.default_rng(1)
+    codes = np.repeat(np.arange(5), [3, 1, 4, 2, 6])
+    x = np.column_stack([np.ones(codes.size), rng.normal(size=codes.size)])
+    y = rng.normal(size=codes.size)
+    stats = dense.naive_stats(x, y, codes)
+    beta = np.array([0.3, -1.2])
+    by_label = np.bincount(codes, y - x @ beta)
+    np.testing.assert_allclose(stats.groups.residual_sums(beta), by_label, rtol=1e-13)
+    np.testing.assert_allclose(stats.groups.residual_sums(beta, by_level=False), by_label[[1, 3, 0, 2, 4]], rtol=1e-13)
+
+
+def test_no_intercept_means_an_intercept_of_zero():
+    x, y, codes = simulate()
+    model_stats, sd = _stats.compute_statistics(x[:, 1:], y, encode_groups(codes, codes.size), fit_intercept=False)
+    coef, intercept = sd.coef_to_user(np.array([0.5, -0.25]))
+    assert intercept == 0.0 and isinstance(intercept, float)
+    np.testing.assert_allclose(coef, np.array([0.5, -0.25]) * sd.y_scale / sd.x_scale, rtol=1e-14)
