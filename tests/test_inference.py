@@ -886,3 +886,23 @@ def test_lambda_profile_stops_where_a_lambda_is_too_large_to_evaluate(monkeypatc
     assert _profile.lambda_profile_bounds(model._stats, "reml", 0.0, 0.95) == (0.0, np.inf)
     assert 8 * max(seen) <= 1e8 * (1 + 1e-12)
     assert 8 * max(seen) > 0.25e8  # it does go up to there
+
+
+def test_group_intercepts_table_columns_index_and_default_level():
+    X, y, groups, _ = design("unbalanced/full/reml")
+    model = RandomInterceptRegressor().fit(X, y, groups=groups)
+    table = inf.random_effects_intervals(model)
+    assert list(table.columns) == ["estimate", "std_error", "lower", "upper"]
+    assert table.index.name == "group" and list(table.index) == list(model.groups_)
+    sd = np.sqrt(model.random_effects_var_)
+    z = st.norm.ppf(0.975)
+    np.testing.assert_allclose(table["estimate"], model.random_effects_)
+    np.testing.assert_allclose(table["std_error"], sd)
+    np.testing.assert_allclose(table["lower"], model.random_effects_ - z * sd, rtol=1e-14)
+    np.testing.assert_allclose(table["upper"], model.random_effects_ + z * sd, rtol=1e-14)
+
+
+@pytest.mark.parametrize("level", [0.0, 1.0, 1.5, 95, -0.1])
+def test_a_level_outside_the_open_unit_interval_is_refused(level):
+    with pytest.raises(ValueError, match=rf"^level must be in \(0, 1\), got {level!r}; e.g. level=0.95\.$"):
+        inf.check_level(level)

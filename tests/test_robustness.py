@@ -169,6 +169,9 @@ def test_response_constant_within_every_group_is_refused(data):
         fit(X, per_group[groups], groups)
     with pytest.raises(ValueError, match="does not vary within groups"):
         fit(X, 2.0 * X["x1"] + per_group[groups], groups)  # exact within X
+    # X's level-1 columns times any coefficients, plus a constant per group: exact.
+    with pytest.raises(ValueError, match="does not vary within groups"):
+        fit(X, X @ [0.7, -1.3, 2.0] + per_group[groups], groups)
 
 
 def test_exact_fit_without_groups_is_ols_with_zero_variance(data):
