@@ -64,7 +64,9 @@ def finite_response(y):
     values = np.asarray(y) if y is not None else None
     if values is None or values.dtype.kind not in "fiu":
         return  # missing, non-numeric or complex: validation says so
-    if not np.isfinite(values.sum(dtype=np.float64)):
+    with np.errstate(invalid="ignore", over="ignore"):  # inf - inf: a NaN, no warning
+        total = values.sum(dtype=np.float64)
+    if not np.isfinite(total):
         count = int((~np.isfinite(values)).sum())
         if count:
             raise ValueError(
@@ -79,7 +81,9 @@ def finite(X, feature_names=None):
     The sum is a one-pass test (a non-finite value makes it non-finite); the
     element-wise test runs only when it fails.
     """
-    if not np.isfinite(X.sum(dtype=np.float64)):
+    with np.errstate(invalid="ignore", over="ignore"):  # inf - inf: a NaN, no warning
+        total = X.sum(dtype=np.float64)
+    if not np.isfinite(total):
         bad = ~np.isfinite(X)
         if bad.any():
             per_column = bad.sum(axis=0)

@@ -46,8 +46,11 @@ def naive_moments(x, y, codes):
 
 @pytest.mark.parametrize("method", ["ml", "reml"])
 @pytest.mark.parametrize("s2u", [0.5, 0.0])  # 0.0: the floor at s2e / 10 binds
-def test_moment_start_equals_per_group_moments(method, s2u):
-    x, y, codes, stats = unbalanced(s2u=s2u)
+@pytest.mark.parametrize("scale", [1.0, 1e-3])  # 1e-3: sums of squares far below 1
+def test_moment_start_equals_per_group_moments(method, s2u, scale):
+    x, y, codes, _ = unbalanced(s2u=s2u)
+    y = scale * y
+    stats = dense.naive_stats(x, y, codes)
     beta, s2u_start, s2e_start = _em.split(_em.moment_start(stats, method))
     beta_ref, s2u_ref, s2e_ref = naive_moments(x, y, codes)
     np.testing.assert_allclose(beta, beta_ref, rtol=1e-10)

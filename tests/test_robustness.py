@@ -445,3 +445,28 @@ def test_warnings_point_at_the_callers_line(data):
     with pytest.warns(ConvergenceWarning, match="ML refit") as record:
         compare(model, model, refit=True)
     assert_callers(record)
+
+
+def test_plus_and_minus_inf_in_one_column_are_counted_not_averaged(data):
+    """The centre of a column holding +inf and -inf is NaN; that must not surface as a
+    numpy warning, but as the count of non-finite values."""
+    X, y, groups = data
+    bad = X.copy()
+    bad.iloc[0, 0], bad.iloc[1, 0] = np.inf, -np.inf
+    with pytest.raises(ValueError, match=r"X contains 2 NaN or infinite value\(s\), by column: \{'x1': 2\}"):
+        fit(bad, y, groups)
+    y_bad = y.copy()
+    y_bad.iloc[0], y_bad.iloc[1] = np.inf, -np.inf
+    with pytest.raises(ValueError, match=r"^y contains 2 NaN or infinite value\(s\) out of"):
+        fit(X, y_bad, groups)
+
+
+def test_group_codes_out_of_range_are_refused_before_the_pass():
+    from skhlm._groups import GroupCoding
+    from skhlm._stats import compute_statistics
+
+    X, y = np.ones((4, 1)), np.arange(4.0)
+    for codes in ([0, 1, 2, 1], [0, -1, 1, 1]):
+        coding = GroupCoding(np.array(codes), np.array([2, 2]), np.arange(2), np.arange(2))
+        with pytest.raises(ValueError, match=r"^codes must lie in range\(n_groups=2\)\.$"):
+            compute_statistics(X, y, coding)
