@@ -192,7 +192,7 @@ def refit_ml(model):
     if hasattr(model, "feature_names_in_"):
         copy.feature_names_in_ = model.feature_names_in_
     copy._scaled_residual_quantiles = model._scaled_residual_quantiles
-    copy._names = getattr(model, "_names", ("y", "group"))
+    copy._names = model._names
     return copy
 
 

@@ -231,7 +231,7 @@ def exact_root(stats, method):
 def test_profile_polish_finds_the_root_of_the_slope_from_far_and_near(monkeypatch, method, start_factor):
     x, y, codes, stats = unbalanced()
     lam_hat = exact_root(stats, method)
-    s2e_start = 1.0
+    s2e_start = 2.5  # not 1: the start's lambda is s2u / s2e, not s2u * s2e
     theta = np.array([0.0, 0.0, 0.0, lam_hat * start_factor * s2e_start, s2e_start])
     seen = recording_slope(monkeypatch)
     polished = _em.profile_polish(stats, method, theta)

@@ -333,6 +333,13 @@ def test_group_sums_without_scipys_private_loop_are_the_same(monkeypatch):
     monkeypatch.setattr(_stats, "_csc_matvec", None)
     monkeypatch.setattr(_stats, "_csc_matvecs", None)
     public, _ = _stats.compute_statistics(X, y, coding)
+    # Blocks of 256 rows sorted by group: most blocks miss most groups, the last ones
+    # included, so the indicator's shape must be given, not inferred.
+    order = np.argsort(codes, kind="stable")
+    monkeypatch.setattr(_stats, "_BLOCK_ROWS", 256)
+    blocked, _ = _stats.compute_statistics(X[order], y[order], encode_groups(codes[order], codes.size))
+    np.testing.assert_allclose(blocked.group_xsum, fast.group_xsum, rtol=1e-12, atol=1e-9)
+    np.testing.assert_allclose(blocked.group_ysum, fast.group_ysum, rtol=1e-12, atol=1e-9)
     for name in ["xtx", "xty", "yty", "group_sizes", "group_xsum", "group_ysum"]:
         np.testing.assert_allclose(getattr(public, name), getattr(fast, name), rtol=1e-13, atol=1e-12)
     exact = np.zeros((40, 3))

@@ -468,8 +468,12 @@ def test_an_ml_refit_that_does_not_converge_warns():
     X, y, groups, _ = design("unbalanced/full/reml")
     with pytest.warns(ConvergenceWarning):
         model = RandomInterceptRegressor(max_iter=1, tol=1e-14).fit(X, y, groups=groups)
-    with pytest.warns(ConvergenceWarning, match="ML refit did not converge"):
+    with pytest.warns(ConvergenceWarning) as record:
         compare(model, model, refit=True)
+    assert {str(w.message) for w in record} == {
+        f"The ML refit did not converge in max_iter=1 iterations; its likelihood-ratio "
+        "tests may be off. Raise max_iter of the model."
+    }
 
 
 def test_compare_accepts_reml_fits_of_the_same_design_with_rows_reordered():
@@ -909,3 +913,54 @@ def test_group_intercepts_table_columns_index_and_default_level():
 def test_a_level_outside_the_open_unit_interval_is_refused(level):
     with pytest.raises(ValueError, match=rf"^level must be in \(0, 1\), got {level!r}; e.g. level=0.95\.$"):
         inf.check_level(level)
+
+
+def test_group_variance_lrt_needs_groups():
+    X, y, _, _ = design("balanced/full/reml")
+    with pytest.warns(UserWarning, match="no groups"):
+        model = RandomInterceptRegressor().fit(X, y)
+    with pytest.raises(ValueError) as error:
+        group_variance_lrt(model)
+    assert str(error.value) == (
+        "group_variance_lrt needs a model fitted with groups; this one has no random "
+        "effects to test. Refit with fit(X, y, groups=labels)."
+    )
+
+
+def test_compare_tolerates_rounding_at_any_scale_of_y_and_nothing_more():
+    """Rows reordered (sums rounded otherwise) at y ~ 1e4 and at y ~ 1e-6 are the same
+    data; at y ~ 1e-6 a change of 1e-7 of the sum of squares, or of the total, or of
+    two group totals, is not."""
+    X, y, groups, _ = design("balanced/full/ml")
+    order = np.random.default_rng(3).permutation(len(y))
+    for scale, shift in ((1e3, 1e4), (1e-6, 0.0)):
+        ys = scale * y + shift
+        a = ml_fit(X, ys, groups)
+        b = ml_fit(X.iloc[order], ys.iloc[order], groups.iloc[order])
+        assert compare(a, b)["Chisq"].iloc[1] == pytest.approx(0.0, abs=1e-6)
+    ys = 1e-6 * (y + 50.0)
+    base = ml_fit(X, ys, groups)
+    rows = np.flatnonzero(groups.to_numpy() == groups.iloc[0])[:2]
+    a, b = ys.iloc[rows]
+    d = 1e-7 * np.sum(ys.to_numpy() ** 2) / (2 * abs(a - b))
+    moved = ys.copy()
+    moved.iloc[rows] += [d, -d] if a > b else [-d, d]
+    with pytest.raises(ValueError, match="not fitted to the same data"):
+        compare(base, ml_fit(X, moved, groups))
+    without = ml_fit(X, ys)
+    other = same_squares_other_total(ys, 1e-7 * np.sqrt(len(ys) * np.sum(ys.to_numpy() ** 2)))
+    with pytest.raises(ValueError, match="not fitted to the same data"):
+        compare(without, ml_fit(X, other))
+    # Two rows of other groups set eps apart, then swapped: n, total and squares are
+    # the same, two group totals differ by eps, 100 times the tolerance and far below
+    # 1e-5 of a group total.
+    codes = groups.to_numpy()
+    i, j = 0, int(np.flatnonzero(codes != codes[0])[0])
+    eps = 1e-7 * np.sqrt(len(ys) * np.sum(ys.to_numpy() ** 2))
+    close = ys.copy()
+    close.iloc[j] = close.iloc[i] + eps
+    swapped = close.copy()
+    swapped.iloc[[i, j]] = close.iloc[[j, i]].to_numpy()
+    assert eps < 1e-5 * abs(close[codes == codes[0]].sum())
+    with pytest.raises(ValueError, match="not fitted to the same data"):
+        compare(ml_fit(X, close, groups), ml_fit(X, swapped, groups))
