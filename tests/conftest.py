@@ -31,3 +31,21 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture
+def record_calls(monkeypatch):
+    """``record_calls(module, name)`` wraps ``module.name`` for the test and returns
+    the list of the positional arguments of each call, in order."""
+
+    def record(module, name):
+        calls, original = [], getattr(module, name)
+
+        def wrapper(*args, **kwargs):
+            calls.append(args)
+            return original(*args, **kwargs)
+
+        monkeypatch.setattr(module, name, wrapper)
+        return calls
+
+    return record

@@ -210,31 +210,20 @@ def test_squarem_refuses_an_infeasible_extrapolation_without_evaluating_it():
 # -- the profile polish --
 
 
-def recording_slope(monkeypatch):
-    seen = []
-    original = obj.profiled_slope
-
-    def slope(stats, lam, method):
-        seen.append(lam)
-        return original(stats, lam, method)
-
-    monkeypatch.setattr(obj, "profiled_slope", slope)
-    return seen
-
-
 def exact_root(stats, method):
     return np.exp(brentq(lambda t: obj.profiled_slope(stats, np.exp(t), method), -30, 30, xtol=1e-15, rtol=1e-15))
 
 
 @pytest.mark.parametrize("method", ["ml", "reml"])
 @pytest.mark.parametrize("start_factor", [np.exp(-7.5), np.exp(-0.4), np.exp(0.4), np.exp(9.5)])
-def test_profile_polish_finds_the_root_of_the_slope_from_far_and_near(monkeypatch, method, start_factor):
+def test_profile_polish_finds_the_root_of_the_slope_from_far_and_near(record_calls, method, start_factor):
     x, y, codes, stats = unbalanced()
     lam_hat = exact_root(stats, method)
     s2e_start = 2.5  # not 1: the start's lambda is s2u / s2e, not s2u * s2e
     theta = np.array([0.0, 0.0, 0.0, lam_hat * start_factor * s2e_start, s2e_start])
-    seen = recording_slope(monkeypatch)
+    calls = record_calls(obj, "profiled_slope")
     polished = _em.profile_polish(stats, method, theta)
+    seen = [lam for _, lam, _ in calls]
 
     beta, s2u, s2e = _em.split(polished)
     assert s2u / s2e == pytest.approx(lam_hat, rel=1e-12)

@@ -668,34 +668,37 @@ def same_squares_other_total(y, delta):
     return a * y + b
 
 
-def test_compare_checks_the_response_moments_each_on_its_own():
-    X, y, groups, _ = design("balanced/full/ml")
-    y = y + 50.0  # a total far from 0
-    base = ml_fit(X, y, groups)
-    # Two rows of one group moved by +d and -d: same n, total and group totals, a
-    # sum of squares larger by 1e-7 of itself.
+def moved_within_a_group(y, groups, relative):
+    """Two rows of one group moved by +d and -d: the same n, total and group totals,
+    a sum of squares larger by ``relative`` of itself."""
     rows = np.flatnonzero(groups.to_numpy() == groups.iloc[0])[:2]
     a, b = y.iloc[rows]
-    d = 1e-7 * np.sum(y.to_numpy() ** 2) / (2 * abs(a - b))
+    d = relative * np.sum(y.to_numpy() ** 2) / (2 * abs(a - b))
     moved = y.copy()
     moved.iloc[rows] += [d, -d] if a > b else [-d, d]
+    return moved
+
+
+@pytest.mark.parametrize("scale", [1.0, 1e-6])
+def test_compare_checks_the_response_moments_each_on_its_own(scale):
+    X, y, groups, _ = design("balanced/full/ml")
+    y = scale * (y + 50.0)  # a total far from 0
     with pytest.raises(ValueError, match="not fitted to the same data"):
-        compare(base, ml_fit(X, moved, groups))
+        compare(ml_fit(X, y, groups), ml_fit(X, moved_within_a_group(y, groups, 1e-7), groups))
     # The same n and sum of squares, a total off by 1e-7 of sqrt(n sum y^2), which is
     # 100 times the tolerance and far below 1e-5 of the total (no groups, so no
     # group totals to tell them apart).
-    scale = np.sqrt(len(y) * np.sum(y.to_numpy() ** 2))
-    other = same_squares_other_total(y, 1e-7 * scale)
+    size = np.sqrt(len(y) * np.sum(y.to_numpy() ** 2))
+    other = same_squares_other_total(y, 1e-7 * size)
     assert np.sum(other**2) == pytest.approx(np.sum(y**2), rel=1e-15)
-    assert 0.5e-7 * scale < other.sum() - y.sum() < 1e-6 * abs(y.sum())
+    assert 0.5e-7 * size < other.sum() - y.sum() < 1e-6 * abs(y.sum())
     without = ml_fit(X, y)
-    with pytest.raises(ValueError, match="not fitted to the same data"):
-        compare(without, ml_fit(X, other))
-    with pytest.raises(ValueError, match="not fitted to the same data"):
-        compare(without, ml_fit(X, -y))
+    for changed in (other, -y):
+        with pytest.raises(ValueError, match="not fitted to the same data"):
+            compare(without, ml_fit(X, changed))
     # Rows of another count: refused even with the same moments of y.
     with pytest.raises(ValueError, match="not fitted to the same data"):
-        compare(without, ml_fit(pd.concat([X, X.iloc[:0]]).iloc[:-1], y.iloc[:-1]))
+        compare(without, ml_fit(X.iloc[:-1], y.iloc[:-1]))
 
 
 def test_compare_checks_group_totals_to_their_scale():
@@ -874,7 +877,7 @@ def test_profile_intervals_start_from_a_tight_ml_fit_and_say_when_it_failed(monk
     pd.testing.assert_frame_equal(again, converged)
 
 
-def test_lambda_profile_stops_where_a_lambda_is_too_large_to_evaluate(monkeypatch):
+def test_lambda_profile_stops_where_a_lambda_is_too_large_to_evaluate(record_calls):
     """No evaluation beyond n_max lambda = 1e8 (MAX_LAMBDA_N), where A(lambda) cancels."""
     rng = np.random.default_rng(0)
     groups = np.repeat([0, 1, 2, 3], 8)
@@ -882,15 +885,9 @@ def test_lambda_profile_stops_where_a_lambda_is_too_large_to_evaluate(monkeypatc
     y = np.array([0.0, 1.0, 2.0, 1.5])[groups] + rng.normal(size=32)
     with pytest.warns(UserWarning, match="Only 4 groups"):
         model = RandomInterceptRegressor().fit(X, y, groups=groups)
-    seen = []
-    real = obj.profiled_criterion
-
-    def criterion(stats, lam, method):
-        seen.append(lam)
-        return real(stats, lam, method)
-
-    monkeypatch.setattr(obj, "profiled_criterion", criterion)
+    calls = record_calls(obj, "profiled_criterion")
     assert _profile.lambda_profile_bounds(model._stats, "reml", 0.0, 0.95) == (0.0, np.inf)
+    seen = [lam for _, lam, _ in calls]
     assert 8 * max(seen) <= 1e8 * (1 + 1e-12)
     assert 8 * max(seen) > 0.25e8  # it does go up to there
 
@@ -929,8 +926,7 @@ def test_group_variance_lrt_needs_groups():
 
 def test_compare_tolerates_rounding_at_any_scale_of_y_and_nothing_more():
     """Rows reordered (sums rounded otherwise) at y ~ 1e4 and at y ~ 1e-6 are the same
-    data; at y ~ 1e-6 a change of 1e-7 of the sum of squares, or of the total, or of
-    two group totals, is not."""
+    data; at y ~ 1e-6, two group totals changed by 1e-7 of the data's scale are not."""
     X, y, groups, _ = design("balanced/full/ml")
     order = np.random.default_rng(3).permutation(len(y))
     for scale, shift in ((1e3, 1e4), (1e-6, 0.0)):
@@ -939,18 +935,6 @@ def test_compare_tolerates_rounding_at_any_scale_of_y_and_nothing_more():
         b = ml_fit(X.iloc[order], ys.iloc[order], groups.iloc[order])
         assert compare(a, b)["Chisq"].iloc[1] == pytest.approx(0.0, abs=1e-6)
     ys = 1e-6 * (y + 50.0)
-    base = ml_fit(X, ys, groups)
-    rows = np.flatnonzero(groups.to_numpy() == groups.iloc[0])[:2]
-    a, b = ys.iloc[rows]
-    d = 1e-7 * np.sum(ys.to_numpy() ** 2) / (2 * abs(a - b))
-    moved = ys.copy()
-    moved.iloc[rows] += [d, -d] if a > b else [-d, d]
-    with pytest.raises(ValueError, match="not fitted to the same data"):
-        compare(base, ml_fit(X, moved, groups))
-    without = ml_fit(X, ys)
-    other = same_squares_other_total(ys, 1e-7 * np.sqrt(len(ys) * np.sum(ys.to_numpy() ** 2)))
-    with pytest.raises(ValueError, match="not fitted to the same data"):
-        compare(without, ml_fit(X, other))
     # Two rows of other groups set eps apart, then swapped: n, total and squares are
     # the same, two group totals differ by eps, 100 times the tolerance and far below
     # 1e-5 of a group total.
