@@ -535,30 +535,30 @@ def test_compare_messages_say_why_and_what_to_do():
     reml = RandomInterceptRegressor().fit(X, y, groups=groups)
     reml_small = RandomInterceptRegressor().fit(X.iloc[:, :1], y, groups=groups)
     ml = ml_fit(X, y, groups)
-    with pytest.raises(ValueError) as mixed:
-        compare(reml, ml)
-    assert str(mixed.value) == (
-        "Some models were fitted by REML and some by ML; their log-likelihoods are not "
-        "comparable. Pass refit=True to refit the REML models with ML (as lme4's anova "
-        "does), or fit all with the same method."
-    )
-    with pytest.raises(ValueError) as different:
-        compare(reml, reml_small)
-    assert str(different.value) == (
-        "These REML fits have different fixed effects. A REML likelihood is that of "
-        "residual contrasts, which depend on the fixed-effects design, so REML "
-        "log-likelihoods of models with different fixed effects are not comparable. "
-        "Pass refit=True to refit them with ML (as lme4's anova does), or fit them "
-        "with method='ml'."
-    )
     other = ml_fit(X, y + 1.0, groups)
-    with pytest.raises(ValueError) as data:
-        compare(ml, ml, other, names=["first", "second", "third"])
-    assert str(data.value) == (
-        "third was not fitted to the same data as first (the number of rows, the "
-        "response or the groups differ); likelihoods of different data are not "
-        "comparable. Fit all models to the same y and groups."
-    )
+    cases = [
+        ((reml, ml), {}, (
+            "Some models were fitted by REML and some by ML; their log-likelihoods are not "
+            "comparable. Pass refit=True to refit the REML models with ML (as lme4's anova "
+            "does), or fit all with the same method."
+        )),
+        ((reml, reml_small), {}, (
+            "These REML fits have different fixed effects. A REML likelihood is that of "
+            "residual contrasts, which depend on the fixed-effects design, so REML "
+            "log-likelihoods of models with different fixed effects are not comparable. "
+            "Pass refit=True to refit them with ML (as lme4's anova does), or fit them "
+            "with method='ml'."
+        )),
+        ((ml, ml, other), {"names": ["first", "second", "third"]}, (
+            "third was not fitted to the same data as first (the number of rows, the "
+            "response or the groups differ); likelihoods of different data are not "
+            "comparable. Fit all models to the same y and groups."
+        )),
+    ]
+    for models, kwargs, message in cases:
+        with pytest.raises(ValueError) as error:
+            compare(*models, **kwargs)
+        assert str(error.value) == message
 
 
 def test_compare_a_small_improvement_gives_its_own_chisq():
