@@ -146,7 +146,7 @@ def log_likelihood(stats, theta, method):
     return obj.reml_log_likelihood(stats, s2u, s2e)
 
 
-def moment_start(stats, method):
+def moment_start(stats):
     """Starting values from moments, as lme4 starts: OLS beta, then the within-group
     residual variance for s2e and the excess variance of the group mean residuals
     r_j / n_j for s2u (floored, since EM cannot leave s2u = 0)."""
@@ -248,7 +248,7 @@ def fit(stats, method, *, max_iter=200, tol=1e-10, accelerate=True, verbose=0):
     def objective(theta):
         return log_likelihood(stats, theta, method)
 
-    theta = moment_start(stats, method)
+    theta = moment_start(stats)
     if method == "reml":
         theta[:-2] = obj.gls_beta(stats, theta[-2] / theta[-1])[0]
     current = objective(theta)

@@ -586,7 +586,7 @@ def test_compare_models_with_the_same_npar_get_no_p_value():
     assert table["Chisq"].iloc[1] == pytest.approx(2 * abs(b.log_likelihood_ - a.log_likelihood_) * (b.log_likelihood_ > a.log_likelihood_), abs=1e-12)
 
 
-def test_refit_ml_returns_an_ml_model_as_is_and_copies_what_a_summary_needs():
+def test_refit_ml_returns_an_ml_model_as_is_and_copies_what_a_summary_needs(capsys):
     from skhlm._compare import refit_ml
 
     X, y, groups, _ = design("unbalanced/full/reml")
@@ -605,6 +605,10 @@ def test_refit_ml_returns_an_ml_model_as_is_and_copies_what_a_summary_needs():
     assert copy.n_iter_ == _em.fit(reml._stats, "ml", tol=1e-3).n_iter < _em.fit(reml._stats, "ml").n_iter
     tight = ml_fit(X, y, groups)
     assert copy.log_likelihood_ == pytest.approx(tight.log_likelihood_, abs=1e-4)
+    # Refits, profiles and summaries print nothing (EM's own verbose is off there).
+    compare(reml, tight, refit=True)
+    reml.summary()
+    assert capsys.readouterr().out == ""
 
 
 def test_refit_ml_of_an_array_model_has_no_feature_names():
