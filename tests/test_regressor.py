@@ -159,11 +159,11 @@ def test_convergence_warning_only_when_max_iter_is_reached():
     X, y, codes = clustered(s2u=0.05)
     with pytest.warns(ConvergenceWarning, match="max_iter=1"):
         model = RandomInterceptRegressor(max_iter=1, tol=1e-14).fit(X, y, groups=codes)
-    assert not model.converged_ and model.n_iter_ == 1
+    assert model.converged_ is False and model.n_iter_ == 1
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         model = RandomInterceptRegressor().fit(X, y, groups=codes)
-    assert model.converged_
+    assert model.converged_ is True
 
 
 def test_verbose_prints_each_iteration(capsys):

@@ -4,7 +4,9 @@ Run from the repository root after ``mutmut run`` (CONTRIBUTING.md):
 
     python tests/mutation/score.py
 
-The score of a module is killed / (mutants - equivalent).  A mutant listed in
+The score of a module is caught / (mutants - equivalent), where a mutant is caught
+when the tests fail on it (mutmut's killed), time out or crash (segfault); one the
+tests pass on slowly (suspicious) counts as not caught.  A mutant listed in
 ``equivalent.md`` (its name in backticks at the start of a table row) is left out of
 the denominator; one listed there that mutmut reports killed is flagged, since the
 list is then stale.
@@ -17,6 +19,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 HERE = Path(__file__).parent
+CAUGHT = {"killed", "timeout", "segfault"}
 
 
 def results():
@@ -43,26 +46,27 @@ def main():
     for name, state in status.items():
         module = name.split(".")[1]
         by_module[module][state] += 1
+        by_module[module]["caught"] += state in CAUGHT
         if name in same:
             by_module[module]["equivalent"] += 1
-            if state == "killed":
+            if state in CAUGHT:
                 print(f"stale: {name} is listed as equivalent but was killed")
     unknown = sorted(same - status.keys())
     if unknown:
         print(f"stale: {len(unknown)} listed equivalent mutant(s) no longer exist: {unknown[:5]} ...")
-    print(f"{'module':<12} {'mutants':>7} {'killed':>7} {'survived':>8} {'equiv.':>6} {'other':>5} {'score':>6}")
+    print(f"{'module':<12} {'mutants':>7} {'caught':>7} {'survived':>8} {'equiv.':>6} {'other':>5} {'score':>6}")
     total = Counter()
     for module in sorted(by_module):
         c = by_module[module]
-        n = sum(v for k, v in c.items() if k != "equivalent")
-        other = n - c["killed"] - c["survived"]
-        score = c["killed"] / (n - c["equivalent"]) if n > c["equivalent"] else float("nan")
-        print(f"{module:<12} {n:>7} {c['killed']:>7} {c['survived']:>8} {c['equivalent']:>6} {other:>5} {score:>6.1%}")
+        n = sum(v for k, v in c.items() if k not in ("equivalent", "caught"))
+        other = n - c["caught"] - c["survived"]
+        score = c["caught"] / (n - c["equivalent"]) if n > c["equivalent"] else float("nan")
+        print(f"{module:<12} {n:>7} {c['caught']:>7} {c['survived']:>8} {c['equivalent']:>6} {other:>5} {score:>6.1%}")
         total.update(c)
         total["n"] += n
-    score = total["killed"] / (total["n"] - total["equivalent"])
-    print(f"{'all':<12} {total['n']:>7} {total['killed']:>7} {total['survived']:>8} {total['equivalent']:>6} "
-          f"{total['n'] - total['killed'] - total['survived']:>5} {score:>6.1%}")
+    score = total["caught"] / (total["n"] - total["equivalent"])
+    print(f"{'all':<12} {total['n']:>7} {total['caught']:>7} {total['survived']:>8} {total['equivalent']:>6} "
+          f"{total['n'] - total['caught'] - total['survived']:>5} {score:>6.1%}")
 
 
 if __name__ == "__main__":
