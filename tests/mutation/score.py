@@ -36,8 +36,9 @@ def results():
 
 
 def equivalent():
+    """{name: kind} of the mutants listed in equivalent.md."""
     text = (HERE / "equivalent.md").read_text()
-    return set(re.findall(r"^\|\s*`(skhlm\.[^`]+)`", text, flags=re.MULTILINE))
+    return dict(re.findall(r"^\|\s*`(skhlm\.[^`]+)`\s*\|\s*([^|]+?)\s*\|", text, flags=re.MULTILINE))
 
 
 def main():
@@ -49,24 +50,28 @@ def main():
         by_module[module]["caught"] += state in CAUGHT
         if name in same:
             by_module[module]["equivalent"] += 1
+            by_module[module]["strict"] += same[name] == "same numbers"
             if state in CAUGHT:
                 print(f"stale: {name} is listed as equivalent but was killed")
     unknown = sorted(same - status.keys())
     if unknown:
         print(f"stale: {len(unknown)} listed equivalent mutant(s) no longer exist: {unknown[:5]} ...")
-    print(f"{'module':<12} {'mutants':>7} {'caught':>7} {'survived':>8} {'equiv.':>6} {'other':>5} {'score':>6}")
+    print(f"{'module':<12} {'mutants':>7} {'caught':>7} {'survived':>8} {'equiv.':>6} {'other':>5} {'score':>6}"
+          f"  {'strict':>6}  (strict: only 'same numbers' mutants left out)")
     total = Counter()
     for module in sorted(by_module):
         c = by_module[module]
-        n = sum(v for k, v in c.items() if k not in ("equivalent", "caught"))
+        n = sum(v for k, v in c.items() if k not in ("equivalent", "caught", "strict"))
         other = n - c["caught"] - c["survived"]
         score = c["caught"] / (n - c["equivalent"]) if n > c["equivalent"] else float("nan")
-        print(f"{module:<12} {n:>7} {c['caught']:>7} {c['survived']:>8} {c['equivalent']:>6} {other:>5} {score:>6.1%}")
+        strict = c["caught"] / (n - c["strict"])
+        print(f"{module:<12} {n:>7} {c['caught']:>7} {c['survived']:>8} {c['equivalent']:>6} {other:>5} {score:>6.1%}  {strict:>6.1%}")
         total.update(c)
         total["n"] += n
     score = total["caught"] / (total["n"] - total["equivalent"])
+    strict = total["caught"] / (total["n"] - total["strict"])
     print(f"{'all':<12} {total['n']:>7} {total['caught']:>7} {total['survived']:>8} {total['equivalent']:>6} "
-          f"{total['n'] - total['caught'] - total['survived']:>5} {score:>6.1%}")
+          f"{total['n'] - total['caught'] - total['survived']:>5} {score:>6.1%}  {strict:>6.1%}")
 
 
 if __name__ == "__main__":
