@@ -1,7 +1,6 @@
 """Likelihood-ratio tests: nested models compared as lme4's ``anova(m0, m1, ...)``,
 and the test of s2u = 0 against the model without random effects."""
 
-
 import numpy as np
 import pandas as pd
 from scipy import stats as st
@@ -10,8 +9,8 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.validation import check_is_fitted
 
 from . import _em
-from ._checks import warn
 from . import _objective as obj
+from ._checks import warn
 from ._stats import small_matrix_blas
 
 # Relative tolerance when checking that two models saw the same response: the

@@ -16,8 +16,8 @@ from scipy import stats as st
 from sklearn.exceptions import ConvergenceWarning
 
 from . import _em
-from ._checks import warn
 from . import _objective as obj
+from ._checks import warn
 from ._inference import _has_groups, check_level, coefficient_names, internal_variances, user_map
 
 # Relative tolerance of the outer root finds of the profile intervals; the inner
