@@ -28,18 +28,21 @@ from run_benchmark import make_data  # noqa: E402
 from sklearn.linear_model import LinearRegression  # noqa: E402
 
 import skhlm  # noqa: E402
-from skhlm import _em, _regressor  # noqa: E402
+from skhlm import _base, _intercept  # noqa: E402
+from skhlm.data.accumulator import StatsAccumulator  # noqa: E402
+from skhlm.engine import em  # noqa: E402
 
 # (label, namespace, attribute): what to time, where fit looks it up.
 STAGES = [
     ("input checks (_checks.*)", "_checks", ["numeric_columns", "finite_response", "finite"]),
-    ("validate_data", _regressor, ["validate_data"]),
-    ("encode_groups (codes by size)", _regressor, ["encode_groups"]),
-    ("compute_statistics (the one pass)", _regressor, ["compute_statistics"]),
+    ("validate_data", _intercept, ["validate_data"]),
+    ("encode_groups (codes by size)", _intercept, ["encode_groups"]),
+    ("StatsAccumulator.add (the one pass)", StatsAccumulator, ["add"]),
+    ("StatsAccumulator.finalize (size classes)", StatsAccumulator, ["finalize"]),
     ("identifiability checks", "_checks", ["identifiable", "redundant_columns", "group_count"]),
-    ("EM (_em.fit)", _em, ["fit"]),
-    ("_set_fitted (BLUPs, attributes)", _regressor.RandomInterceptRegressor, ["_set_fitted"]),
-    ("residual quantiles (summary)", _regressor.RandomInterceptRegressor, ["_residual_quantiles"]),
+    ("EM (engine.em.fit)", em, ["fit"]),
+    ("_publish (BLUPs, attributes)", _base.GroupedRegressorMixin, ["_publish"]),
+    ("residual quantiles (summary)", _intercept, ["scaled_residual_quantiles"]),
 ]
 
 
@@ -47,7 +50,7 @@ def instrument(timings):
     """Wrap every stage function that exists with a timer adding to ``timings``."""
     for label, namespace, names in STAGES:
         if isinstance(namespace, str):
-            namespace = getattr(_regressor, namespace, None)
+            namespace = getattr(_intercept, namespace, None)
             if namespace is None:
                 continue
         for name in names:

@@ -52,7 +52,7 @@ def main():
         "evidence; the likelihood-ratio test of no school variance gives "
         f"chi2 = {rim0.group_variance_test['statistic']:.0f}."
     )
-    mean = rim0.fixed_effects.loc["Intercept"]
+    mean = rim0.fixed_effects.loc["(Intercept)"]
     print(
         f"- RIM0: the grand mean is {mean['estimate']:.2f} points (SE {mean['std_error']:.2f}; "
         "seed: 477.14): the expected score of a student in an average school."

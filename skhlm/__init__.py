@@ -4,8 +4,8 @@ The model ``y_ij = x_ij' beta + u_j + e_ij`` fitted by EM on sufficient statisti
 with REML and ML numbers equal to lme4's.
 """
 
-from ._compare import compare
-from ._regressor import RandomInterceptRegressor
+from .inference.compare import compare
+from ._intercept import RandomInterceptRegressor
 
 __version__ = "0.1.0.dev0"
 

@@ -8,7 +8,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from . import _objective as obj
+from .engine import criterion as crit
 
 # Below this many groups s2u rests on too few group intercepts to be estimated
 # well; the usual advice for random effects is at least 5 or 6 levels.
@@ -16,15 +16,19 @@ FEW_GROUPS = 5
 
 
 def _internal_prefixes():
+    import functools
+
     import joblib
     import sklearn
 
-    return tuple(os.path.dirname(m.__file__) for m in (sys.modules[__package__], sklearn, joblib))
+    # functools: a fit result computes its ML refit in a cached_property.
+    folders = tuple(os.path.dirname(m.__file__) for m in (sys.modules[__package__], sklearn, joblib))
+    return folders + (functools.__file__,)
 
 
 def warn(message, category=UserWarning):
     """``warnings.warn`` attributed to the user's line: the first frame outside skhlm,
-    scikit-learn and joblib, however deep in a Pipeline or a model selection tool the
+    scikit-learn, joblib and functools, however deep in a Pipeline or a model selection tool the
     warning arose (a fixed stacklevel would point into skhlm from some callers)."""
     internal = _internal_prefixes()
     frame, level = sys._getframe(1), 2
@@ -97,7 +101,7 @@ def finite(X, feature_names=None):
 
 
 def tiny_values_message(tiny, feature_names=None):
-    """What to say of columns (or y) too small for float64 (skhlm._stats.TinyValues)."""
+    """What to say of columns (or y) too small for float64 (skhlm.data.accumulator.TinyValues)."""
     parts = []
     if tiny.spreads:
         where = {
@@ -167,14 +171,14 @@ def identifiable(stats, grouped):
     if not grouped:
         return
     # The statistics are standardized (a constant y has y'y = 0, not n).
-    rss_ols = obj.ols_rss(stats, obj.gls_beta(stats, 0.0)[0])
+    rss_ols = crit.ols_rss(stats, crit.gls_beta(stats, 0.0)[0])
     if stats.yty == 0 or rss_ols <= 1e-12 * stats.yty:
         raise ValueError(
             "y is constant, or fitted exactly by X: there is no residual variance to "
             "decompose. Check that y is the response you mean and that no column of X "
             "copies it."
         )
-    if obj.within_group_rss(stats) <= 1e-10 * stats.yty:
+    if crit.within_group_rss(stats) <= 1e-10 * stats.yty:
         raise ValueError(
             "y does not vary within groups beyond what X explains exactly (e.g. y is "
             "constant within every group): the residual variance s2e is 0 and the "

@@ -1,6 +1,6 @@
 """The result of ``summary()``: numbers as attributes, and lme4's printed layout.
 
-:func:`summarize` gathers the numbers (computed in skhlm._inference) into a
+:func:`summarize` gathers the numbers of a fit result (computed in skhlm.inference) into a
 :class:`Summary`, which only holds and formats them; :func:`fixed_effects_table`
 builds its table of t tests.  The printed block follows
 ``print(summary(lmerTest::lmer(...)))``: criterion, scaled residuals, random
@@ -14,9 +14,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats as st
 
-from . import _inference as inf
-from . import _profile
-from ._compare import group_variance_lrt, n_parameters
+from .engine.result import INTERCEPT
+from .inference import profile, vcov
+from .inference.compare import group_variance_lrt
 
 # R's format.pval prints p-values below the machine epsilon as "< 2e-16".
 _P_FLOOR = 2.2e-16
@@ -38,7 +38,7 @@ class Summary:
     formula : str
         The model in lme4's notation, for the printed header.
     fixed_effects : DataFrame
-        Rows "Intercept" (when fitted) then the features; columns ``estimate``,
+        Rows "(Intercept)" (when fitted) then the features; columns ``estimate``,
         ``std_error``, ``df``, ``t_value``, ``p_value``, ``ci_lower``, ``ci_upper``
         (Wald intervals with the t quantile at ``df``; normal when ``df`` is inf).
     random_effects : DataFrame
@@ -58,8 +58,9 @@ class Summary:
     n_params : int
         Estimated parameters, fixed effects and variances: lme4's npar.
     singular, converged : bool
-    residual_quantiles : ndarray of shape (5,)
-        Min, Q1, median, Q3, max of the scaled conditional residuals.
+    residual_quantiles : ndarray of shape (5,) or None
+        Min, Q1, median, Q3, max of the scaled conditional residuals; None when
+        the fit did not compute them (they need the rows a second time).
     confint : DataFrame or None
         Profile-likelihood intervals (columns ``lower``, ``upper``; rows "Groups"
         and "Residual" as standard deviations, then the fixed effects), as lme4's
@@ -104,7 +105,7 @@ class Summary:
             + [""]
             + _criterion(self)
             + [""]
-            + _residuals(self.residual_quantiles)
+            + _residuals(self.residual_quantiles, self.n_obs)
             + [""]
             + _random_effects(self)
             + [""]
@@ -116,12 +117,12 @@ class Summary:
     __repr__ = __str__
 
 
-def summarize(model, *, level=0.95, ddf="satterthwaite"):
-    """The lme4-style summary of a fitted model.
+def summarize(result, *, level=0.95, ddf="satterthwaite"):
+    """The lme4-style summary of a fit result.
 
     Parameters
     ----------
-    model : fitted RandomInterceptRegressor
+    result : FitResult
     level : float, default=0.95
         Confidence level of the Wald, profile and ICC intervals.
     ddf : {"satterthwaite", "residual", "asymptotic"}, default="satterthwaite"
@@ -142,52 +143,52 @@ def summarize(model, *, level=0.95, ddf="satterthwaite"):
     >>> g = np.repeat(np.arange(20), 10)
     >>> X = rng.normal(size=(200, 1))
     >>> y = X[:, 0] + rng.normal(size=20)[g] + rng.normal(size=200)
-    >>> s = summarize(RandomInterceptRegressor().fit(X, y, groups=g))
+    >>> s = summarize(RandomInterceptRegressor().fit(X, y, groups=g)._result)
     >>> s.fixed_effects[["estimate", "std_error", "df"]].round(3)
-               estimate  std_error       df
-    Intercept     0.005      0.264   19.001
-    x0            0.926      0.079  182.446
+                 estimate  std_error       df
+    (Intercept)     0.005      0.264   19.001
+    x0              0.926      0.079  182.446
     >>> s.random_effects.round(3)
               variance  std_dev
     Groups       1.295    1.138
     Residual     1.039    1.020
     """
-    fixed = fixed_effects_table(model, level, ddf)
-    vc = model.variance_components_
-    random = pd.DataFrame(
-        {"variance": [vc["group"], vc["residual"]]}, index=["Groups", "Residual"]
-    )
+    fixed = fixed_effects_table(result, level, ddf)
+    s2u, s2e = result.variance_components
+    random = pd.DataFrame({"variance": [s2u, s2e]}, index=["Groups", "Residual"])
     random["std_dev"] = np.sqrt(random["variance"])
-    criterion = -2.0 * model.log_likelihood_
+    log_likelihood = result.user_log_likelihood
+    criterion = -2.0 * log_likelihood
+    quantiles = result.residual_quantiles
     return Summary(
-        method=model.method,
+        method=result.method,
         ddf=ddf,
         level=level,
-        formula=formula(model),
+        formula=formula(result),
         fixed_effects=fixed,
         random_effects=random,
-        icc=float(model.icc_),
-        icc_interval=_profile.icc_interval(model, level),
-        log_likelihood=float(model.log_likelihood_),
-        aic=float(model.aic_),
-        bic=float(model.bic_),
-        deviance=criterion if model.method == "ml" else None,
-        reml_criterion=criterion if model.method == "reml" else None,
-        n_obs=int(model._stats.n_obs),
-        n_groups=int(model.groups_.size),
-        group_name=getattr(model, "_names", ("y", "group"))[1],
-        n_params=int(n_parameters(model)),
-        singular=bool(model.singular_),
-        converged=bool(model.converged_),
-        n_iter=int(model.n_iter_),
-        residual_quantiles=np.asarray(model._scaled_residual_quantiles),
-        confint=_profile.profile_intervals(model, level),
-        group_variance_test=group_variance_lrt(model) if model.groups_.size else None,
-        group_intercepts=inf.random_effects_intervals(model, level) if model.groups_.size else None,
+        icc=float(s2u / (s2u + s2e) if s2u > 0 else 0.0),
+        icc_interval=profile.icc_interval(result, level),
+        log_likelihood=float(log_likelihood),
+        aic=float(result.aic),
+        bic=float(result.bic),
+        deviance=criterion if result.method == "ml" else None,
+        reml_criterion=criterion if result.method == "reml" else None,
+        n_obs=int(result.stats.n_obs),
+        n_groups=result.n_groups,
+        group_name=result.names.group,
+        n_params=int(result.n_parameters),
+        singular=bool(result.singular),
+        converged=bool(result.converged),
+        n_iter=int(result.n_iter),
+        residual_quantiles=None if quantiles is None else np.asarray(quantiles),
+        confint=profile.profile_intervals(result, level),
+        group_variance_test=group_variance_lrt(result) if result.grouped else None,
+        group_intercepts=vcov.random_effects_intervals(result, level) if result.grouped else None,
     )
 
 
-def fixed_effects_table(model, level=0.95, ddf="satterthwaite"):
+def fixed_effects_table(result, level=0.95, ddf="satterthwaite"):
     """Estimates, standard errors, df, t tests and Wald intervals of the fixed effects.
 
     ``ddf="satterthwaite"`` (lmerTest's default), ``"residual"`` (n - p) or
@@ -195,23 +196,21 @@ def fixed_effects_table(model, level=0.95, ddf="satterthwaite"):
     regression and Satterthwaite's df is its exact n - p.  The intervals use the
     t quantile at the same df, as lmerTest's ``contest(..., confint=TRUE)``.
     """
-    inf.check_level(level)
+    vcov.check_level(level)
     if ddf not in _DDF:
         raise ValueError(f"ddf must be one of {sorted(_DDF)}, got {ddf!r}.")
-    stats = model._stats
-    t, est = inf.user_map(model._standardization)
-    estimate = model.coef_
-    if model.fit_intercept:
-        estimate = np.concatenate([[model.intercept_], estimate])
-    se = np.sqrt(np.diag(inf.coef_covariance(model)))
+    stats = result.stats
+    _, _, estimated = result.units.coef_map()
+    coef, intercept = result.coef_and_intercept()
+    estimate = np.concatenate([[intercept], coef]) if result.units.fit_intercept else coef
+    se = np.sqrt(np.diag(result.coef_covariance()))
     df = np.full(se.shape, np.nan)
     if ddf == "asymptotic":
-        df[est] = np.inf
-    elif ddf == "satterthwaite" and model.groups_.size:
-        s2u, s2e = inf.internal_variances(model)
-        df[est] = inf.satterthwaite_df(stats, s2u, s2e, model.method, t[est])
+        df[estimated] = np.inf
+    elif ddf == "satterthwaite" and result.grouped:
+        df = vcov.coefficient_df(result)
     else:
-        df[est] = stats.n_obs - stats.n_params
+        df[estimated] = stats.n_obs - stats.n_params
     with np.errstate(invalid="ignore"):
         t_value = estimate / se
         p_value = 2.0 * st.t.sf(np.abs(t_value), df)
@@ -226,19 +225,18 @@ def fixed_effects_table(model, level=0.95, ddf="satterthwaite"):
             "ci_lower": estimate - half,
             "ci_upper": estimate + half,
         },
-        index=inf.coefficient_names(model),
+        index=result.coef_names,
     )
 
 
-def formula(model):
+def formula(result):
     """The model in lme4's notation, with the feature names as terms."""
-    names = inf.coefficient_names(model)
-    terms = [n for n in names if n != "Intercept"] if model.fit_intercept else ["0"] + names
+    names = result.coef_names
+    terms = [n for n in names if n != INTERCEPT] if result.units.fit_intercept else ["0"] + names
     terms = terms or ["1"]
-    response, group = getattr(model, "_names", ("y", "group"))
-    if model.groups_.size:
-        terms.append(f"(1 | {group})")
-    return f"{response} ~ " + " + ".join(terms)
+    if result.grouped:
+        terms.append(f"(1 | {result.names.group})")
+    return f"{result.names.response} ~ " + " + ".join(terms)
 
 
 def _header(s):
@@ -272,7 +270,12 @@ def _criterion(s):
     ]
 
 
-def _residuals(q):
+def _residuals(q, n_obs):
+    if q is None:
+        return [
+            "Scaled residuals: not computed (they need the rows; this fit kept only "
+            f"the sufficient statistics of its {n_obs} rows)"
+        ]
     cells = [f"{v:.4f}" for v in q]
     width = max(len(c) for c in cells)
     names = ["Min", "1Q", "Median", "3Q", "Max"]
@@ -319,7 +322,7 @@ def _random_effects(s):
     sd = _common_width(_common_decimals(re["std_dev"]))
     rows = [("Groups", "Name", "Variance", "Std.Dev.")]
     if s.n_groups:
-        rows.append((s.group_name, "(Intercept)", var[0], sd[0]))
+        rows.append((s.group_name, INTERCEPT, var[0], sd[0]))
     rows.append(("Residual", "", var[1], sd[1]))
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     lines = ["Random effects:"]

@@ -10,7 +10,7 @@ import numpy as np
 from scipy import stats
 from sklearn.utils.validation import check_is_fitted
 
-from ._groups import lookup_groups, split_group_column
+from .data.groups import lookup_groups, split_group_column
 
 __all__ = ["plot_random_effects", "plot_shrinkage"]
 

@@ -7,7 +7,7 @@ whole n x n V) and uses textbook formulas: slow, obviously right.
 import numpy as np
 from scipy import stats as st
 
-from skhlm._stats import GroupSums, SufficientStats
+from skhlm.data.stats import GroupSums, SufficientStats
 
 
 def naive_stats(X, y, codes):

@@ -11,8 +11,10 @@ import numpy as np
 import pytest
 from scipy.optimize import brentq
 
-from skhlm import _em
-from skhlm import _objective as obj
+from skhlm.engine import em as _em
+from skhlm.engine import steps
+from skhlm.engine.em import Limits
+from skhlm.engine import criterion as obj
 
 
 def unbalanced(seed=3, n_groups=15, s2u=0.5, s2e=1.0):
@@ -50,7 +52,7 @@ def test_moment_start_equals_per_group_moments(s2u, scale):
     x, y, codes, _ = unbalanced(s2u=s2u)
     y = scale * y
     stats = dense.naive_stats(x, y, codes)
-    beta, s2u_start, s2e_start = _em.split(_em.moment_start(stats))
+    beta, s2u_start, s2e_start = steps.split(steps.moment_start(stats))
     beta_ref, s2u_ref, s2e_ref = naive_moments(x, y, codes)
     np.testing.assert_allclose(beta, beta_ref, rtol=1e-10)
     assert s2e_start == pytest.approx(s2e_ref, rel=1e-10)
@@ -68,7 +70,7 @@ def test_moment_start_without_within_group_replication_uses_the_total_rss():
     x = np.column_stack([np.ones(n), rng.normal(size=n)])
     y = x @ [1.0, 2.0] + rng.normal(size=n)
     stats = dense.naive_stats(x, y, np.arange(n))
-    beta, s2u, s2e = _em.split(_em.moment_start(stats))
+    beta, s2u, s2e = steps.split(steps.moment_start(stats))
     rss = ((y - x @ beta) ** 2).sum()
     assert s2e == pytest.approx(rss / n, rel=1e-12)
     assert s2u == pytest.approx(0.1 * s2e, rel=1e-12)
@@ -224,7 +226,7 @@ def test_profile_polish_finds_the_root_of_the_slope_from_far_and_near(record_cal
     polished = _em.profile_polish(stats, method, theta)
     seen = [lam for _, lam, _ in calls]
 
-    beta, s2u, s2e = _em.split(polished)
+    beta, s2u, s2e = steps.split(polished)
     assert s2u / s2e == pytest.approx(lam_hat, rel=1e-12)
     assert s2e == pytest.approx(obj.profiled_s2e(stats, lam_hat, method), rel=1e-12)
     np.testing.assert_allclose(beta, obj.gls_beta(stats, lam_hat)[0], rtol=1e-10)
@@ -271,7 +273,7 @@ def test_boundary_fit_is_ols_with_one_iteration(method, dof):
     assert result.s2u == 0.0 and result.boundary and result.converged and result.n_iter == 1
     assert result.s2e == pytest.approx(rss / (y.size - (3 if method == "reml" else 0)), rel=1e-12)
     theta = np.concatenate([beta, [0.0, result.s2e]])
-    assert result.log_likelihood_history[0] == pytest.approx(_em.log_likelihood(stats, theta, method), rel=1e-12)
+    assert result.log_likelihood_history[0] == pytest.approx(steps.log_likelihood(stats, theta, method), rel=1e-12)
 
 
 def test_boundary_fit_of_an_exact_fit_has_an_infinite_likelihood():

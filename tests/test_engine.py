@@ -6,10 +6,14 @@ import pytest
 from scipy import linalg
 from scipy.optimize import brentq, minimize_scalar
 
-from skhlm import _em, _stats
-from skhlm._groups import encode_groups
+from skhlm.data import accumulator
+from skhlm.data.stats import kept_columns
+from skhlm.engine import em as _em
+from skhlm.engine import steps
+from skhlm.engine.em import Limits
+from skhlm.data.groups import encode_groups
 from skhlm.datasets import make_multilevel_regression
-from skhlm import _objective as obj
+from skhlm.engine import criterion as obj
 
 
 def simulate(seed=0, n_groups=12, low=2, high=9, s2u=0.7, s2e=1.3):
@@ -34,14 +38,14 @@ def test_ml_log_likelihood_equals_dense(small, s2u, s2e):
     x, y, codes, stats = small
     beta = np.array([0.9, 0.4, -0.2])
     expected = dense.ml_log_likelihood(x, y, codes, beta, s2u, s2e)
-    assert obj.ml_log_likelihood(stats, beta, s2u, s2e) == pytest.approx(expected, rel=1e-12)
+    assert obj.log_likelihood(stats, "ml", s2u, s2e, beta) == pytest.approx(expected, rel=1e-12)
 
 
 @pytest.mark.parametrize("s2u, s2e", [(0.0, 1.0), (0.3, 1.1), (5.0, 0.2)])
 def test_reml_log_likelihood_equals_dense(small, s2u, s2e):
     x, y, codes, stats = small
     expected = dense.reml_log_likelihood(x, y, codes, s2u, s2e)
-    assert obj.reml_log_likelihood(stats, s2u, s2e) == pytest.approx(expected, rel=1e-12)
+    assert obj.log_likelihood(stats, "reml", s2u, s2e) == pytest.approx(expected, rel=1e-12)
 
 
 @pytest.mark.parametrize("method", ["ml", "reml"])
@@ -51,11 +55,11 @@ def test_profiled_criterion_is_the_maximum_over_s2e(small, method):
     s2e = obj.profiled_s2e(stats, lam, method)
     beta = obj.gls_beta(stats, lam)[0]
     if method == "ml":
-        at = obj.ml_log_likelihood(stats, beta, lam * s2e, s2e)
-        nearby = obj.ml_log_likelihood(stats, beta, lam * s2e * 1.01, s2e * 1.01)
+        at = obj.log_likelihood(stats, "ml", lam * s2e, s2e, beta)
+        nearby = obj.log_likelihood(stats, "ml", lam * s2e * 1.01, s2e * 1.01, beta)
     else:
-        at = obj.reml_log_likelihood(stats, lam * s2e, s2e)
-        nearby = obj.reml_log_likelihood(stats, lam * s2e * 1.01, s2e * 1.01)
+        at = obj.log_likelihood(stats, "reml", lam * s2e, s2e)
+        nearby = obj.log_likelihood(stats, "reml", lam * s2e * 1.01, s2e * 1.01)
     assert obj.profiled_criterion(stats, lam, method) == pytest.approx(-2 * at, rel=1e-13)
     assert nearby < at
 
@@ -63,7 +67,7 @@ def test_profiled_criterion_is_the_maximum_over_s2e(small, method):
 def test_posterior_equals_dense_posterior(small):
     x, y, codes, stats = small
     beta, s2u, s2e = np.array([1.1, 0.3, -0.5]), 0.6, 1.4
-    u_hat, v = _em.posterior(stats, beta, s2u, s2e)
+    u_hat, v = steps.posterior(stats, beta, s2u, s2e)
     mean, var = dense.posterior_u(x, y, codes, beta, s2u, s2e)
     np.testing.assert_allclose(u_hat, mean, rtol=1e-12)
     np.testing.assert_allclose(v, var, rtol=1e-12)
@@ -79,12 +83,12 @@ def test_ml_em_update_equals_per_group_formulas(small):
     s2e_new = (e @ e + np.bincount(codes) @ v) / y.size
     s2u_new = (u_hat @ u_hat + v.sum()) / u_hat.size
     factor = linalg.cho_factor(stats.xtx)
-    shrink, var = _em.e_step(stats, s2u, s2e)
-    got = _em.m_step_ml(stats, beta_old, shrink, var, factor)
+    shrink, var = steps.e_step(stats, s2u, s2e)
+    got = steps.m_step_ml(stats, beta_old, shrink, var, factor)
     np.testing.assert_allclose(np.concatenate([got[0], got[1:]]),
                                np.concatenate([beta, [s2u_new, s2e_new]]), rtol=1e-11)
     # The full update (ECME) then takes beta by GLS at the new variances.
-    theta = _em.ml_update(stats, np.concatenate([beta_old, [s2u, s2e]]), factor)
+    theta = steps.ml_update(stats, np.concatenate([beta_old, [s2u, s2e]]), factor)
     np.testing.assert_allclose(theta[-2:], [s2u_new, s2e_new], rtol=1e-11)
     np.testing.assert_allclose(theta[:-2], obj.gls_beta(stats, s2u_new / s2e_new)[0], rtol=1e-12)
 
@@ -92,7 +96,7 @@ def test_ml_em_update_equals_per_group_formulas(small):
 def test_reml_e_step_equals_dense_posterior(small):
     x, y, codes, stats = small
     s2u, s2e = 0.6, 1.4
-    beta, expected_u2, expected_ee = _em.reml_e_step(stats, s2u, s2e)
+    beta, expected_u2, expected_ee = steps.reml_e_step(stats, s2u, s2e)
     mean, var, ee = dense.reml_posterior(x, y, codes, s2u, s2e)
     assert expected_u2 == pytest.approx(mean @ mean + var.sum(), rel=1e-10)
     assert expected_ee == pytest.approx(ee, rel=1e-10)
@@ -131,7 +135,7 @@ def test_boundary_slope_matches_finite_difference(small, method):
 def test_em_never_decreases_the_log_likelihood(method, accelerate):
     x, y, codes = simulate(seed=3, n_groups=40, s2u=0.2)
     stats = dense.naive_stats(x, y, codes)
-    result = _em.fit(stats, method, max_iter=5000, tol=1e-12, accelerate=accelerate)
+    result = _em.fit(stats, method, limits=Limits(5000, 1e-12), accelerate=accelerate)
     history = result.log_likelihood_history
     assert result.converged and not result.boundary
     assert history.size >= 3
@@ -148,7 +152,7 @@ def test_squarem_never_decreases_the_log_likelihood_on_small_low_icc_designs(met
     n_interior = 0
     for seed in range(20):
         X, y, g = make_multilevel_regression(n_groups=25, group_size=(1, 2), icc=0.01, random_state=seed)
-        stats, _ = _stats.compute_statistics(X.to_numpy(), y.to_numpy(), encode_groups(g, len(y)))
+        stats, _ = accumulator.compute_statistics(X.to_numpy(), y.to_numpy(), encode_groups(g, len(y)))
         result = _em.fit(stats, method)
         assert result.converged
         n_interior += not result.boundary
@@ -161,7 +165,7 @@ def test_squarem_never_decreases_the_log_likelihood_on_small_low_icc_designs(met
 def test_em_fixed_point_is_the_profiled_optimum(method):
     x, y, codes = simulate(seed=5, n_groups=60)
     stats = dense.naive_stats(x, y, codes)
-    result = _em.fit(stats, method, tol=1e-10)
+    result = _em.fit(stats, method, limits=Limits(tol=1e-10))
     best = minimize_scalar(
         lambda t: obj.profiled_criterion(stats, np.exp(t), method),
         bounds=(-12.0, 6.0),
@@ -179,8 +183,8 @@ def test_em_fixed_point_is_the_profiled_optimum(method):
 def test_acceleration_reaches_the_same_point_in_fewer_iterations(method):
     x, y, codes = simulate(seed=7, n_groups=50, s2u=0.1)
     stats = dense.naive_stats(x, y, codes)
-    plain = _em.fit(stats, method, max_iter=10000, tol=1e-11, accelerate=False)
-    fast = _em.fit(stats, method, max_iter=10000, tol=1e-11, accelerate=True)
+    plain = _em.fit(stats, method, limits=Limits(10000, 1e-11), accelerate=False)
+    fast = _em.fit(stats, method, limits=Limits(10000, 1e-11), accelerate=True)
     assert fast.converged and plain.converged
     assert fast.s2u == pytest.approx(plain.s2u, rel=1e-7)
     assert fast.n_iter * 3 < plain.n_iter
@@ -201,7 +205,7 @@ def test_balanced_one_way_anova_closed_form(method):
     else:
         s2u = ((1 - 1 / n_groups) * msb - msw) / m
     assert s2u > 0
-    result = _em.fit(dense.naive_stats(x, y, codes), method, tol=1e-12)
+    result = _em.fit(dense.naive_stats(x, y, codes), method, limits=Limits(tol=1e-12))
     assert result.s2e == pytest.approx(msw, rel=1e-9)
     assert result.s2u == pytest.approx(s2u, rel=1e-9)
     assert result.beta[0] == pytest.approx(y.mean(), rel=1e-12)
@@ -223,7 +227,7 @@ def test_statistics_are_those_of_the_standardized_design():
     codes = np.repeat(np.arange(5), [3, 1, 4, 2, 6])
     X = rng.normal(loc=[1e4, -3.0], scale=[1e-2, 50.0], size=(codes.size, 2))
     y = 1e6 + rng.normal(size=codes.size)
-    stats, sd = _stats.compute_statistics(X, y, encode_groups(codes, codes.size), fit_intercept=True)
+    stats, sd = accumulator.compute_statistics(X, y, encode_groups(codes, codes.size), fit_intercept=True)
     design = np.column_stack([np.ones(codes.size), (X - X.mean(0)) / sd.x_scale])
     expected = dense.naive_stats(design, (y - y.mean()) / sd.y_scale, codes)
     for name in ["xtx", "xty", "yty", "group_sizes", "group_xsum", "group_ysum"]:
@@ -239,7 +243,7 @@ def test_redundant_columns_are_found_in_order():
     rng = np.random.default_rng(0)
     a, b = rng.normal(size=(2, 50))
     design = np.column_stack([np.ones(50), a, b, a + 2 * b, 3 * a, rng.normal(size=50)])
-    kept = _stats.kept_columns(design.T @ design)
+    kept = kept_columns(design.T @ design)
     assert kept.tolist() == [True, True, True, False, False, True]
 
 
@@ -282,7 +286,7 @@ def test_convergence_is_judged_on_the_relative_change_of_a_tiny_s2u(seed, s2u):
     absolute change of 1e-10 is a relative one of 1e-7 there: judged on it, EM stops
     ~1e-8 short of the optimum."""
     x, y, codes = simulate(seed=seed, n_groups=30, low=200, high=400, s2u=s2u)
-    stats, _ = _stats.compute_statistics(x[:, 1:], y, encode_groups(codes, codes.size))
+    stats, _ = accumulator.compute_statistics(x[:, 1:], y, encode_groups(codes, codes.size))
     result = _em.fit(stats, "reml")
     assert result.converged and not result.boundary and result.n_iter <= _em.POLISH_AFTER
     lam = result.s2u / result.s2e
@@ -297,29 +301,29 @@ def test_large_data_are_centered_at_a_sample_mean_with_exact_statistics():
     # of rows, not at their mean; the statistics are exactly those of that design,
     # and the fit is the same as with exact centering (a reparametrization).
     rng = np.random.default_rng(7)
-    n = 3 * _stats._CENTER_SAMPLE_ROWS + 5
+    n = 3 * accumulator._CENTER_SAMPLE_ROWS + 5
     codes = rng.integers(0, 300, n)
     X = rng.normal(loc=[1e4, -3.0], scale=[1e-2, 50.0], size=(n, 2))
     X[:, 0] += np.sort(rng.normal(scale=1e-2, size=n))  # a trend: a biased sample
     y = 1e6 + X @ [100.0, 0.1] + rng.normal(size=300)[codes] + rng.normal(size=n)
     coding = encode_groups(codes, n)
-    stats, sd = _stats.compute_statistics(X, y, coding, fit_intercept=True)
+    stats, sd = accumulator.compute_statistics(X, y, coding, fit_intercept=True)
     assert not np.allclose(sd.x_offset, X.mean(0), rtol=0, atol=1e-6)
     design = np.column_stack([np.ones(n), (X - sd.x_offset) / sd.x_scale])
     expected = dense.naive_stats(design, (y - sd.y_offset) / sd.y_scale, codes)
     for name in ["xtx", "xty", "yty", "group_xsum", "group_ysum"]:
         np.testing.assert_allclose(getattr(stats, name), getattr(expected, name), rtol=1e-10, atol=1e-8)
     for method in ["ml", "reml"]:
-        ours = _em.fit(stats, method, max_iter=200, tol=1e-12)
+        ours = _em.fit(stats, method, limits=Limits(200, 1e-12))
         exact_design = np.column_stack([np.ones(n), X - X.mean(0)])
-        exact = _em.fit(dense.naive_stats(exact_design, y - y.mean(), codes), method, max_iter=200, tol=1e-12)
+        exact = _em.fit(dense.naive_stats(exact_design, y - y.mean(), codes), method, limits=Limits(200, 1e-12))
         assert ours.s2u * sd.y_scale**2 == pytest.approx(exact.s2u, rel=1e-8)
         assert ours.s2e * sd.y_scale**2 == pytest.approx(exact.s2e, rel=1e-8)
         np.testing.assert_allclose(sd.coef_to_user(ours.beta)[0], exact.beta[1:], rtol=1e-8)
 
 
 def test_tiny_values_error_names_the_columns_and_y():
-    error = _stats.TinyValues({2: 3e-170}, 1e-200)
+    error = accumulator.TinyValues({2: 3e-170}, 1e-200)
     assert error.spreads == {2: 3e-170} and error.response_spread == 1e-200
     assert str(error) == "variation too small for float64: X columns {2: 3e-170}, y 1e-200"
 
@@ -331,21 +335,21 @@ def test_group_sums_without_scipys_private_loop_are_the_same(monkeypatch):
     X = rng.normal(size=(3000, 3)) + [5.0, 0.0, -2.0]
     y = X @ [1.0, 2.0, 3.0] + rng.normal(size=40)[codes] + rng.normal(size=3000)
     coding = encode_groups(codes, codes.size)
-    fast, _ = _stats.compute_statistics(X, y, coding)
-    monkeypatch.setattr(_stats, "_csc_matvec", None)
-    monkeypatch.setattr(_stats, "_csc_matvecs", None)
-    public, _ = _stats.compute_statistics(X, y, coding)
+    fast, _ = accumulator.compute_statistics(X, y, coding)
+    monkeypatch.setattr(accumulator, "_csc_matvec", None)
+    monkeypatch.setattr(accumulator, "_csc_matvecs", None)
+    public, _ = accumulator.compute_statistics(X, y, coding)
     # Blocks of 256 rows sorted by group: most blocks miss most groups, the last ones
     # included, so the indicator's shape must be given, not inferred.
     order = np.argsort(codes, kind="stable")
-    monkeypatch.setattr(_stats, "_BLOCK_ROWS", 256)
-    blocked, _ = _stats.compute_statistics(X[order], y[order], encode_groups(codes[order], codes.size))
+    monkeypatch.setattr(accumulator, "_BLOCK_ROWS", 256)
+    blocked, _ = accumulator.compute_statistics(X[order], y[order], encode_groups(codes[order], codes.size))
     np.testing.assert_allclose(blocked.group_xsum, fast.group_xsum, rtol=1e-12, atol=1e-9)
     np.testing.assert_allclose(blocked.group_ysum, fast.group_ysum, rtol=1e-12, atol=1e-9)
     for name in ["xtx", "xty", "yty", "group_sizes", "group_xsum", "group_ysum"]:
         np.testing.assert_allclose(getattr(public, name), getattr(fast, name), rtol=1e-13, atol=1e-12)
     exact = np.zeros((40, 3))
-    np.add.at(exact, codes, X - _stats.compute_statistics(X, y, coding)[1].x_offset)
+    np.add.at(exact, codes, X - accumulator.compute_statistics(X, y, coding)[1].x_offset)
     np.testing.assert_allclose(public.groups.x, exact[coding.level], rtol=1e-12, atol=1e-10)
 
 
@@ -364,7 +368,7 @@ def test_residual_sums_are_returned_by_label_or_in_size_order():
 
 def test_no_intercept_means_an_intercept_of_zero():
     x, y, codes = simulate()
-    model_stats, sd = _stats.compute_statistics(x[:, 1:], y, encode_groups(codes, codes.size), fit_intercept=False)
+    model_stats, sd = accumulator.compute_statistics(x[:, 1:], y, encode_groups(codes, codes.size), fit_intercept=False)
     coef, intercept = sd.coef_to_user(np.array([0.5, -0.25]))
     assert intercept == 0.0 and isinstance(intercept, float)
     np.testing.assert_allclose(coef, np.array([0.5, -0.25]) * sd.y_scale / sd.x_scale, rtol=1e-14)

@@ -14,11 +14,13 @@ from scipy import stats as st
 from scipy.optimize import approx_fprime, brentq, minimize_scalar
 
 from skhlm import RandomInterceptRegressor
-from skhlm import _inference as inf
-from skhlm import _profile
-from skhlm import _objective as obj
-from skhlm._compare import compare, group_variance_lrt
-from skhlm._summary import fixed_effects_table
+from skhlm.engine import em as _em
+from skhlm.engine.em import Limits
+from skhlm.inference import vcov as inf
+from skhlm.inference import profile as _profile
+from skhlm.engine import criterion as obj
+from skhlm.inference.compare import compare, group_variance_lrt
+from skhlm._summary import fixed_effects_table, summarize
 from skhlm.datasets import make_multilevel_regression
 
 # A p-value's relative condition number in t is about t^2 df / (df + t^2): for the
@@ -39,12 +41,12 @@ def case(request):
 
 def test_coef_covariance_equals_vcov(case):
     _, model, ref = case
-    np.testing.assert_allclose(inf.coef_covariance(model), ref["vcov"], rtol=1e-5)
+    np.testing.assert_allclose(inf.coef_covariance(model._result), ref["vcov"], rtol=1e-5)
 
 
 def test_standard_errors_and_t_values(case):
     _, model, ref = case
-    fe = fixed_effects_table(model)
+    fe = fixed_effects_table(model._result)
     sat = ref["satterthwaite"]
     assert list(fe.index)[1:] == ref["fixef_names"][1:]
     np.testing.assert_allclose(fe["std_error"], sat["std_error"], rtol=1e-5)
@@ -53,7 +55,7 @@ def test_standard_errors_and_t_values(case):
 
 def test_satterthwaite_df(case):
     _, model, ref = case
-    fe = fixed_effects_table(model)
+    fe = fixed_effects_table(model._result)
     np.testing.assert_allclose(fe["df"], ref["satterthwaite"]["df"], rtol=1e-3)
 
 
@@ -64,13 +66,13 @@ def test_satterthwaite_df_where_lmertest_is_exact(key):
     X, y, groups, _ = design(key)
     model = RandomInterceptRegressor(method=key.split("/")[-1]).fit(X, y, groups=groups)
     ref = reference()["satterthwaite_centered"][key]
-    df = fixed_effects_table(model)["df"]
+    df = fixed_effects_table(model._result)["df"]
     np.testing.assert_allclose(df[ref["terms"]], ref["df"], rtol=1e-6)
 
 
 def test_p_values(case):
     _, model, ref = case
-    ours = fixed_effects_table(model)["p_value"].to_numpy()
+    ours = fixed_effects_table(model._result)["p_value"].to_numpy()
     theirs = np.array(ref["satterthwaite"]["p_value"])
     usual = theirs >= _SMALL_P
     np.testing.assert_allclose(ours[usual], theirs[usual], rtol=1e-4)
@@ -81,17 +83,17 @@ def test_p_values(case):
 
 def test_wald_intervals(case):
     _, model, ref = case
-    z = fixed_effects_table(model, ddf="asymptotic")
+    z = fixed_effects_table(model._result, ddf="asymptotic")
     np.testing.assert_allclose(z["ci_lower"], ref["confint_wald"]["lower"], rtol=1e-5)
     np.testing.assert_allclose(z["ci_upper"], ref["confint_wald"]["upper"], rtol=1e-5)
-    t = fixed_effects_table(model)
+    t = fixed_effects_table(model._result)
     np.testing.assert_allclose(t["ci_lower"], ref["satterthwaite_ci"]["lower"], rtol=1e-5)
     np.testing.assert_allclose(t["ci_upper"], ref["satterthwaite_ci"]["upper"], rtol=1e-5)
 
 
 def test_residual_ddf(case):
     _, model, ref = case
-    fe = fixed_effects_table(model, ddf="residual", level=0.9)
+    fe = fixed_effects_table(model._result, ddf="residual", level=0.9)
     dof = ref["n_obs"] - len(ref["fixef_names"])
     assert (fe["df"] == dof).all()
     expected = 2 * st.t.sf(np.abs(fe["t_value"]), dof)
@@ -102,7 +104,7 @@ def test_residual_ddf(case):
 
 def test_profile_intervals(case):
     _, model, ref = case
-    ours = _profile.profile_intervals(model)
+    ours = _profile.profile_intervals(model._result)
     theirs = ref["confint_profile"]
     np.testing.assert_allclose(ours.loc["Groups"], theirs[".sig01"], rtol=1e-3)
     np.testing.assert_allclose(ours.loc["Residual"], theirs[".sigma"], rtol=1e-3)
@@ -115,7 +117,7 @@ def test_profile_intervals(case):
 def test_condvar(case):
     _, model, ref = case
     np.testing.assert_allclose(model.random_effects_var_, ref["condVar"], rtol=1e-6)
-    ci = inf.random_effects_intervals(model, level=0.9)
+    ci = inf.random_effects_intervals(model._result, level=0.9)
     assert list(ci.index) == ref["levels"]
     half = st.norm.ppf(0.95) * np.sqrt(ref["condVar"])
     np.testing.assert_allclose(ci["upper"] - ci["estimate"], half, rtol=1e-6)
@@ -123,7 +125,7 @@ def test_condvar(case):
 
 def test_group_variance_lrt(case):
     _, model, ref = case
-    lrt = group_variance_lrt(model)
+    lrt = group_variance_lrt(model._result)
     assert sorted(lrt) == ["df", "log_likelihood_null", "p_value", "statistic"] and lrt["df"] == 1
     np.testing.assert_allclose(lrt["log_likelihood_null"], ref["lm_logLik"], rtol=0, atol=1e-6)
     np.testing.assert_allclose(lrt["statistic"], ref["ranova"]["LRT"], rtol=0, atol=1e-6)
@@ -208,7 +210,7 @@ def test_compare_reml_with_same_fixed_effects_is_the_group_lrt():
     with pytest.warns(UserWarning, match="no groups"):
         without = RandomInterceptRegressor().fit(X, d["y"])
     table = compare(with_groups, without)
-    lrt = group_variance_lrt(with_groups)
+    lrt = group_variance_lrt(with_groups._result)
     assert table.index[0] == "m2"
     np.testing.assert_allclose(table["Chisq"].iloc[1], lrt["statistic"], rtol=1e-12)
     np.testing.assert_allclose(table["p_value"].iloc[1], 2 * lrt["p_value"], rtol=1e-10)
@@ -233,7 +235,7 @@ def test_satterthwaite_closed_forms_balanced():
     # with s2e = MSW on N - G - 1 df; Satterthwaite's df are exactly these.
     X, y, codes = balanced()
     model = RandomInterceptRegressor().fit(X, y, groups=codes)
-    df = fixed_effects_table(model)["df"].to_numpy()
+    df = fixed_effects_table(model._result)["df"].to_numpy()
     n_groups = codes.max() + 1
     np.testing.assert_allclose(df, [n_groups - 1, codes.size - n_groups - 1], rtol=1e-7)
 
@@ -288,9 +290,9 @@ def test_coef_covariance_equals_dense_gls(fit_intercept):
     design_ = np.column_stack([np.ones(len(y)), X]) if fit_intercept else X
     v_inv = np.linalg.inv(dense.full_cov(codes, vc["group"], vc["residual"]))
     expected = np.linalg.inv(design_.T @ v_inv @ design_)
-    np.testing.assert_allclose(inf.coef_covariance(model), expected, rtol=1e-8)
+    np.testing.assert_allclose(inf.coef_covariance(model._result), expected, rtol=1e-8)
     # The predictive variance of a new group is x'Cov x + s2u + s2e in user units.
-    sd = inf.predictive_std(model, X[:5], np.full(5, -1))
+    sd = inf.predictive_std(model._result, X[:5], np.full(5, -1))
     quad = np.einsum("ij,jk,ik->i", design_[:5], expected, design_[:5])
     np.testing.assert_allclose(sd**2, quad + vc["group"] + vc["residual"], rtol=1e-8)
 
@@ -318,16 +320,16 @@ def test_model_without_groups_is_ols(method):
     rss = np.sum((y - x @ np.linalg.lstsq(x, y, rcond=None)[0]) ** 2)
     s2 = rss / (n - p if method == "reml" else n)
     cov = s2 * np.linalg.inv(x.T @ x)
-    fe = fixed_effects_table(model)
+    fe = fixed_effects_table(model._result)
     np.testing.assert_allclose(fe["std_error"], np.sqrt(np.diag(cov)), rtol=1e-10)
     assert (fe["df"] == n - p).all()
-    sd = inf.predictive_std(model, X[:3], np.full(3, -1))
+    sd = inf.predictive_std(model._result, X[:3], np.full(3, -1))
     np.testing.assert_allclose(sd**2, s2 * (1 + np.einsum("ij,jk,ik->i", x[:3], cov / s2, x[:3])))
-    ci = _profile.profile_intervals(model)
+    ci = _profile.profile_intervals(model._result)
     assert ci.loc["Groups"].isna().all() and ci.loc["Residual"].notna().all()
-    assert _profile.icc_interval(model) == (0.0, 0.0)
+    assert _profile.icc_interval(model._result) == (0.0, 0.0)
     with pytest.raises(ValueError, match="no random effects"):
-        group_variance_lrt(model)
+        group_variance_lrt(model._result)
 
 
 @pytest.mark.filterwarnings("ignore:X is rank deficient")
@@ -335,26 +337,26 @@ def test_redundant_feature_gets_nan_rows():
     x, y, codes = simulate()
     X = np.column_stack([x[:, 1], 2.0 * x[:, 1], x[:, 2]])
     model = RandomInterceptRegressor().fit(X, y, groups=codes)
-    cov = inf.coef_covariance(model)
+    cov = inf.coef_covariance(model._result)
     assert np.isnan(cov[2]).all() and np.isnan(cov[:, 2]).all()
     assert np.isfinite(np.delete(np.delete(cov, 2, 0), 2, 1)).all()
-    fe = fixed_effects_table(model)
+    fe = fixed_effects_table(model._result)
     assert fe.loc["x1", ["std_error", "df", "p_value"]].isna().all()
     assert fe.drop(index="x1")["df"].notna().all()
-    profile = _profile.profile_intervals(model)
-    assert list(profile.index) == ["Groups", "Residual", "Intercept", "x0", "x1", "x2"]
+    profile = _profile.profile_intervals(model._result)
+    assert list(profile.index) == ["Groups", "Residual", "(Intercept)", "x0", "x1", "x2"]
     assert profile.loc["x1"].isna().all() and np.isfinite(profile.drop(index="x1")).all().all()
-    assert np.isfinite(inf.predictive_std(model, X[:4], np.arange(4))).all()
+    assert np.isfinite(inf.predictive_std(model._result, X[:4], np.arange(4))).all()
 
 
 @pytest.mark.parametrize("key", ["near_boundary/full/reml", "boundary/full/ml", "pisa/rim1/ml"])
 def test_icc_interval_is_the_lambda_profile(key):
     X, y, groups, _ = design(key)
     model = RandomInterceptRegressor(method=key.split("/")[-1]).fit(X, y, groups=groups)
-    lo, hi = _profile.icc_interval(model, level=0.9)
+    lo, hi = _profile.icc_interval(model._result, level=0.9)
     assert lo <= model.icc_ <= hi
     crit = st.chi2.ppf(0.9, 1)
-    stats = model._stats
+    stats = model._result.stats
     base = obj.profiled_criterion(stats, model.icc_ / (1 - model.icc_), model.method)
     for icc in (lo, hi):
         excess = obj.profiled_criterion(stats, icc / (1 - icc), model.method) - base
@@ -369,14 +371,14 @@ def test_profile_bound_is_a_minimum_over_s2u():
     # deviance over s2u (not lambda) directly; it must be the base + chi2 critical.
     X, y, groups, _ = design("near_boundary/full/ml")
     model = RandomInterceptRegressor(method="ml").fit(X, y, groups=groups)
-    stats, scale = model._stats, model._standardization.y_scale
-    sigma = _profile.profile_intervals(model, fixed=False).loc["Residual", "upper"] / scale
-    s2u_hat, s2e_hat = inf.internal_variances(model)
+    stats, scale = model._result.stats, model._result.units.y_scale
+    sigma = _profile.profile_intervals(model._result, fixed=False).loc["Residual", "upper"] / scale
+    s2u_hat, s2e_hat = (model._result.s2u, model._result.s2e)
 
     def deviance(log_s2u, s2e):
         s2u = np.exp(log_s2u)
         beta = obj.gls_beta(stats, s2u / s2e)[0]
-        return -2 * obj.ml_log_likelihood(stats, beta, s2u, s2e)
+        return -2 * obj.log_likelihood(stats, "ml", s2u, s2e, beta)
 
     start = np.log(s2u_hat)
     best = minimize_scalar(lambda t: deviance(t, sigma**2), bracket=(start - 1, start))
@@ -415,9 +417,9 @@ def test_invalid_arguments():
     X, y, groups, _ = design("balanced/full/reml")
     model = RandomInterceptRegressor().fit(X, y, groups=groups)
     with pytest.raises(ValueError, match="ddf must be one of"):
-        fixed_effects_table(model, ddf="kenward-roger")
+        fixed_effects_table(model._result, ddf="kenward-roger")
     with pytest.raises(ValueError, match="level must be in"):
-        fixed_effects_table(model, level=95)
+        fixed_effects_table(model._result, level=95)
 
 
 # -- the public surface: summary(), predict(return_std=True), skhlm.compare ---------
@@ -427,7 +429,7 @@ def test_summary_method_and_predict_std_are_the_functions():
     X, y, groups, _ = design("unbalanced/full/reml")
     model = RandomInterceptRegressor().fit(X, y, groups=groups)
     summary = model.summary(level=0.9, ddf="residual")
-    expected = fixed_effects_table(model, level=0.9, ddf="residual")
+    expected = fixed_effects_table(model._result, level=0.9, ddf="residual")
     pd.testing.assert_frame_equal(summary.fixed_effects, expected)
     assert str(summary).startswith("Linear mixed model fit by REML")
     assert summary.group_variance_test["statistic"] > 100
@@ -440,7 +442,7 @@ def test_summary_method_and_predict_std_are_the_functions():
     mean, sd = model.predict(X, groups=labels, return_std=True)
     np.testing.assert_array_equal(mean, model.predict(X, groups=labels))
     index = pd.Index(model.groups_).get_indexer(labels)
-    np.testing.assert_array_equal(sd, inf.predictive_std(model, X.to_numpy(), index))
+    np.testing.assert_array_equal(sd, inf.predictive_std(model._result, X.to_numpy(), index))
     assert (sd[index < 0] > sd[index >= 0].max()).all()  # s2u > condVar_j
     with pytest.raises(ValueError, match="ddf must be one of"):
         model.summary(ddf="kenward-roger")
@@ -470,10 +472,13 @@ def test_an_ml_refit_that_does_not_converge_warns():
         model = RandomInterceptRegressor(max_iter=1, tol=1e-14).fit(X, y, groups=groups)
     with pytest.warns(ConvergenceWarning) as record:
         compare(model, model, refit=True)
-    assert {str(w.message) for w in record} == {
-        f"The ML refit did not converge in max_iter=1 iterations; its likelihood-ratio "
-        "tests may be off. Raise max_iter of the model."
-    }
+    # One refit per fit result, however often the model appears.
+    assert [str(w.message) for w in record] == [
+        "The ML refit of this REML model (for compare(refit=True) and the profile "
+        "intervals) did not converge in max_iter=1 iterations (tol=1e-14); its "
+        "likelihood-ratio tests and profile intervals may be off. Increase max_iter, "
+        "or loosen tol."
+    ]
 
 
 def test_compare_accepts_reml_fits_of_the_same_design_with_rows_reordered():
@@ -483,7 +488,7 @@ def test_compare_accepts_reml_fits_of_the_same_design_with_rows_reordered():
     order = np.random.default_rng(1).permutation(len(y))
     a = RandomInterceptRegressor().fit(X, y, groups=groups)
     b = RandomInterceptRegressor().fit(X.iloc[order], y.iloc[order], groups=groups.iloc[order])
-    assert not np.allclose(a._standardization.x_offset, b._standardization.x_offset, rtol=1e-6)
+    assert not np.allclose(a._result.units.x_offset, b._result.units.x_offset, rtol=1e-6)
     table = compare(a, b, names=["a", "b"])
     assert table["logLik"].iloc[0] == pytest.approx(table["logLik"].iloc[1], abs=1e-7)
 
@@ -493,7 +498,7 @@ def test_constraint_on_one_coefficient_equals_the_general_projection():
     # more entry (numerically the same constraint) takes the null-space route.
     X, y, groups, _ = design("unbalanced/full/ml")
     model = RandomInterceptRegressor(method="ml").fit(X, y, groups=groups)
-    stats = model._stats
+    stats = model._result.stats
     lam = model.variance_components_["group"] / model.variance_components_["residual"]
     for k in range(stats.n_params):
         unit = np.zeros(stats.n_params)
@@ -586,38 +591,38 @@ def test_compare_models_with_the_same_npar_get_no_p_value():
     assert table["Chisq"].iloc[1] == pytest.approx(2 * abs(b.log_likelihood_ - a.log_likelihood_) * (b.log_likelihood_ > a.log_likelihood_), abs=1e-12)
 
 
-def test_refit_ml_returns_an_ml_model_as_is_and_copies_what_a_summary_needs(capsys):
-    from skhlm._compare import refit_ml
-
+def test_ml_refit_of_an_ml_fit_is_itself_and_keeps_what_a_summary_needs(capsys):
     X, y, groups, _ = design("unbalanced/full/reml")
-    ml = ml_fit(X, y, groups)
-    assert refit_ml(ml) is ml
-    reml = RandomInterceptRegressor(tol=1e-3).fit(X, y.rename("score"), groups=groups.rename("school"))
-    copy = refit_ml(reml)
-    assert copy.method == "ml" and copy.tol == 1e-3
-    assert copy.n_features_in_ == reml.n_features_in_ == X.shape[1]
-    np.testing.assert_array_equal(copy.feature_names_in_, X.columns)
-    np.testing.assert_array_equal(copy._scaled_residual_quantiles, reml._scaled_residual_quantiles)
-    assert copy.summary().formula == reml.summary().formula == "score ~ x1 + x2 + z1 + (1 | school)"
-    # The refit uses the model's own tolerance: a loose one stops early.
-    from skhlm import _em
-
-    assert copy.n_iter_ == _em.fit(reml._stats, "ml", tol=1e-3).n_iter < _em.fit(reml._stats, "ml").n_iter
+    ml = ml_fit(X, y, groups)._result
+    assert ml.ml is ml
+    reml_model = RandomInterceptRegressor(tol=1e-3).fit(X, y.rename("score"), groups=groups.rename("school"))
+    reml = reml_model._result
+    copy = reml.ml
+    assert copy is reml.ml  # one refit per result, shared by compare and the profiles
+    assert copy.method == "ml" and copy.limits == Limits(200, 1e-3)
+    assert copy.stats is reml.stats and copy.units is reml.units and copy.names == reml.names
+    np.testing.assert_array_equal(copy.levels, reml.levels)
+    np.testing.assert_array_equal(copy.residual_quantiles, reml.residual_quantiles)
+    assert summarize(copy).formula == summarize(reml).formula == "score ~ x1 + x2 + z1 + (1 | school)"
+    # The refit starts from the REML estimates and uses the model's own limits: a
+    # loose tolerance stops early.
+    start = (reml.beta, reml.s2u, reml.s2e)
+    loose = _em.fit(reml.stats, "ml", limits=Limits(tol=1e-3), start=start)
+    assert copy.n_iter == loose.n_iter < _em.fit(reml.stats, "ml", start=start).n_iter
+    np.testing.assert_array_equal(copy.beta, loose.beta)
     tight = ml_fit(X, y, groups)
-    assert copy.log_likelihood_ == pytest.approx(tight.log_likelihood_, abs=1e-4)
+    assert copy.user_log_likelihood == pytest.approx(tight.log_likelihood_, abs=1e-4)
     # Refits, profiles and summaries print nothing (EM's own verbose is off there).
-    compare(reml, tight, refit=True)
-    reml.summary()
+    compare(reml_model, tight, refit=True)
+    reml_model.summary()
     assert capsys.readouterr().out == ""
 
 
-def test_refit_ml_of_an_array_model_has_no_feature_names():
-    from skhlm._compare import refit_ml
-
+def test_ml_refit_of_an_array_model_names_features_x0_x1():
     X, y, groups, _ = design("unbalanced/full/reml")
-    copy = refit_ml(RandomInterceptRegressor().fit(X.to_numpy(), y.to_numpy(), groups=groups.to_numpy()))
-    assert not hasattr(copy, "feature_names_in_")
-    assert copy.summary().formula == "y ~ x0 + x1 + x2 + (1 | group)"
+    model = RandomInterceptRegressor().fit(X.to_numpy(), y.to_numpy(), groups=groups.to_numpy())
+    assert not hasattr(model, "feature_names_in_")
+    assert summarize(model._result.ml).formula == "y ~ x0 + x1 + x2 + (1 | group)"
 
 
 def test_refit_ml_of_a_model_without_groups_is_the_ols_ml_fit():
@@ -731,8 +736,8 @@ def test_satterthwaite_drops_hessian_eigenvalues_below_1e_minus8_of_the_largest(
     dropped, so only the first direction of (theta, sigma) enters the df."""
     X, y, groups, _ = design("balanced/full/reml")
     m = RandomInterceptRegressor().fit(X, y, groups=groups)
-    s2u, s2e = inf.internal_variances(m)
-    stats = m._stats
+    s2u, s2e = (m._result.s2u, m._result.s2e)
+    stats = m._result.stats
     contrast = np.eye(stats.n_params)[1]
     monkeypatch.setattr(inf, "deviance_hessian", lambda *a: np.diag([1e4, 5e-5]))
     df = inf.satterthwaite_df(stats, s2u, s2e, "reml", contrast)
@@ -746,9 +751,9 @@ def test_satterthwaite_drops_hessian_eigenvalues_below_1e_minus8_of_the_largest(
 def test_satterthwaite_df_of_a_contrast_free_of_the_variances_is_infinite():
     X, y, groups, _ = design("balanced/full/reml")
     m = RandomInterceptRegressor().fit(X, y, groups=groups)
-    s2u, s2e = inf.internal_variances(m)
-    zero = np.zeros((1, m._stats.n_params))
-    df = inf.satterthwaite_df(m._stats, s2u, s2e, "reml", zero)
+    s2u, s2e = (m._result.s2u, m._result.s2e)
+    zero = np.zeros((1, m._result.stats.n_params))
+    df = inf.satterthwaite_df(m._result.stats, s2u, s2e, "reml", zero)
     assert df.dtype == np.float64
     np.testing.assert_array_equal(df, [np.inf])
 
@@ -796,7 +801,7 @@ def test_profile_intervals_without_groups_are_the_linear_models():
     X, y, _, _ = design("balanced/full/reml")
     with pytest.warns(UserWarning, match="no groups"):
         model = RandomInterceptRegressor().fit(X, y)
-    table = _profile.profile_intervals(model)
+    table = _profile.profile_intervals(model._result)
     n = len(y)
     design_ = np.column_stack([np.ones(n), X])
     b_hat = np.linalg.lstsq(design_, y, rcond=None)[0]
@@ -829,29 +834,33 @@ def test_icc_interval_reaches_1_when_the_likelihood_does_not_bound_lambda():
     with pytest.warns(UserWarning, match="Only 4 groups"):
         reml = RandomInterceptRegressor().fit(X, y, groups=groups)
     assert reml.singular_
-    stats = reml._stats
+    stats = reml._result.stats
     flat = [obj.profiled_criterion(stats, lam, "reml") for lam in (0.0, 1.0, 1e4)]
     np.testing.assert_allclose(flat, flat[0], rtol=1e-9)
-    assert _profile.icc_interval(reml) == (0.0, 1.0)
+    assert _profile.icc_interval(reml._result) == (0.0, 1.0)
     assert _profile.lambda_profile_bounds(stats, "reml", 0.0, 0.95) == (0.0, np.inf)
     summary = reml.summary()
     assert summary.icc_interval == (0.0, 1.0)
     assert "[0.0000, 1.0000]" in str(summary)
     with pytest.warns(UserWarning, match="Only 4 groups"):
         ml = RandomInterceptRegressor(method="ml").fit(X, y, groups=groups)
-    lo, hi = _profile.icc_interval(ml)
+    lo, hi = _profile.icc_interval(ml._result)
     assert lo == 0.0 and 0.05 < hi < 0.5
 
 
-def test_profile_intervals_start_from_a_tight_ml_fit_and_say_when_it_failed(monkeypatch):
-    """The ML fit behind the profiles runs up to 1000 iterations at tol 1e-10, and a
-    failure to converge is said once, as a ConvergenceWarning that names it."""
+def test_profile_intervals_start_from_the_ml_refit_and_say_when_it_failed(monkeypatch):
+    """The profiles of a REML fit start from its ML refit: one run of the EM driver
+    from the REML estimates, with the model's limits, shared by every later profile;
+    those of an ML fit start from the fit itself.  A refit that does not converge is
+    said once, by the driver's ConvergenceWarning, which names it."""
+    import warnings
+    from dataclasses import replace
+
     from sklearn.exceptions import ConvergenceWarning
 
-    from skhlm import _em
-
     X, y, groups, _ = design("unbalanced/full/reml")
-    model = RandomInterceptRegressor().fit(X, y, groups=groups)
+    result = RandomInterceptRegressor().fit(X, y, groups=groups)._result
+    ml_result = RandomInterceptRegressor(method="ml").fit(X, y, groups=groups)._result
     calls = []
     real_fit = _em.fit
 
@@ -860,25 +869,28 @@ def test_profile_intervals_start_from_a_tight_ml_fit_and_say_when_it_failed(monk
         return real_fit(stats, method, **kwargs)
 
     monkeypatch.setattr(_em, "fit", fit)
-    import warnings
-
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        converged = _profile.profile_intervals(model, fixed=False)
-    assert calls == [("ml", {"max_iter": 1000, "tol": 1e-10})]
+        _profile.profile_intervals(result, fixed=False)
+        _profile.profile_intervals(result)
+    assert len(calls) == 1
+    method, kwargs = calls[0]
+    assert method == "ml" and kwargs["limits"] == Limits(200, 1e-10) and kwargs["purpose"] == "ml refit"
+    np.testing.assert_array_equal(kwargs["start"][0], result.beta)
+    assert kwargs["start"][1:] == (result.s2u, result.s2e)
+    calls.clear()
+    _profile.profile_intervals(ml_result, fixed=False)
+    assert calls == []
 
-    def not_converged(stats, method, **kwargs):
-        result = real_fit(stats, method, **kwargs)
-        return type(result)(**{**vars(result), "converged": False})
-
-    monkeypatch.setattr(_em, "fit", not_converged)
+    stuck = replace(result, limits=Limits(max_iter=1, tol=1e-14))
     with pytest.warns(ConvergenceWarning) as record:
-        again = _profile.profile_intervals(model, fixed=False)
+        _profile.profile_intervals(stuck, fixed=False)
     assert [str(w.message) for w in record] == [
-        "The ML fit that the profile intervals start from did not converge in 1000 "
-        "iterations; the intervals may be off."
+        "The ML refit of this REML model (for compare(refit=True) and the profile "
+        "intervals) did not converge in max_iter=1 iterations (tol=1e-14); its "
+        "likelihood-ratio tests and profile intervals may be off. Increase max_iter, "
+        "or loosen tol."
     ]
-    pd.testing.assert_frame_equal(again, converged)
 
 
 def test_lambda_profile_stops_where_a_lambda_is_too_large_to_evaluate(record_calls):
@@ -890,7 +902,7 @@ def test_lambda_profile_stops_where_a_lambda_is_too_large_to_evaluate(record_cal
     with pytest.warns(UserWarning, match="Only 4 groups"):
         model = RandomInterceptRegressor().fit(X, y, groups=groups)
     calls = record_calls(obj, "profiled_criterion")
-    assert _profile.lambda_profile_bounds(model._stats, "reml", 0.0, 0.95) == (0.0, np.inf)
+    assert _profile.lambda_profile_bounds(model._result.stats, "reml", 0.0, 0.95) == (0.0, np.inf)
     seen = [lam for _, lam, _ in calls]
     assert 8 * max(seen) <= 1e8 * (1 + 1e-12)
     assert 8 * max(seen) > 0.25e8  # it does go up to there
@@ -899,7 +911,7 @@ def test_lambda_profile_stops_where_a_lambda_is_too_large_to_evaluate(record_cal
 def test_group_intercepts_table_columns_index_and_default_level():
     X, y, groups, _ = design("unbalanced/full/reml")
     model = RandomInterceptRegressor().fit(X, y, groups=groups)
-    table = inf.random_effects_intervals(model)
+    table = inf.random_effects_intervals(model._result)
     assert list(table.columns) == ["estimate", "std_error", "lower", "upper"]
     assert table.index.name == "group" and list(table.index) == list(model.groups_)
     sd = np.sqrt(model.random_effects_var_)
@@ -921,7 +933,7 @@ def test_group_variance_lrt_needs_groups():
     with pytest.warns(UserWarning, match="no groups"):
         model = RandomInterceptRegressor().fit(X, y)
     with pytest.raises(ValueError) as error:
-        group_variance_lrt(model)
+        group_variance_lrt(model._result)
     assert str(error.value) == (
         "group_variance_lrt needs a model fitted with groups; this one has no random "
         "effects to test. Refit with fit(X, y, groups=labels)."

@@ -201,7 +201,7 @@ def test_bad_groups_are_refused():
 @pytest.mark.parametrize("high", [5, 1000, 10**9])  # the last is too sparse for a table
 @pytest.mark.parametrize("dtype", [np.int64, np.int32, np.uint16])
 def test_integer_group_codes_equal_pandas_factorize(high, dtype):
-    from skhlm._groups import encode_groups
+    from skhlm.data.groups import encode_groups
 
     labels = np.random.default_rng(high).integers(0, min(high, np.iinfo(dtype).max), size=500).astype(dtype)
     expected_codes, expected_levels = pd.factorize(labels, sort=True)
@@ -221,7 +221,7 @@ def test_integer_group_codes_equal_pandas_factorize(high, dtype):
 @pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 8, 1000, 100_001])
 @pytest.mark.parametrize("ties", [False, True])
 def test_residual_quartiles_equal_numpy_quantile(n, ties):
-    from skhlm._regressor import _quartiles
+    from skhlm.inference.residuals import quartiles as _quartiles
 
     values = np.random.default_rng(n).normal(size=n)
     if ties:
@@ -232,7 +232,7 @@ def test_residual_quartiles_equal_numpy_quantile(n, ties):
 
 
 def test_groups_are_numbered_by_size_also_beyond_16_bits():
-    from skhlm._groups import _size_order
+    from skhlm.data.groups import _size_order
 
     sizes = np.array([70_000, 3, 70_000, 1, 2**16, 3])
     level, rank, sorted_sizes = _size_order(sizes)
@@ -242,7 +242,7 @@ def test_groups_are_numbered_by_size_also_beyond_16_bits():
 
 
 def test_nullable_integer_labels_with_na_are_reported_missing():
-    from skhlm._groups import encode_groups
+    from skhlm.data.groups import encode_groups
 
     X, y = np.array([[0.5], [1.0], [0.2], [0.7], [0.9], [0.1]]), np.arange(6.0)
     labels = pd.Series([0, 0, 1, 1, 2, None], dtype="Int64")
@@ -253,7 +253,7 @@ def test_nullable_integer_labels_with_na_are_reported_missing():
 
 
 def test_few_large_groups_are_numbered_by_size():
-    from skhlm._groups import _size_order
+    from skhlm.data.groups import _size_order
 
     level, rank, sorted_sizes = _size_order(np.array([20_000_000, 3, 20_000_000]))
     assert level.tolist() == [1, 0, 2] and sorted_sizes.tolist() == [3, 20_000_000, 20_000_000]

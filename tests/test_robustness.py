@@ -14,7 +14,7 @@ from scipy.optimize import minimize_scalar
 from sklearn.linear_model import LinearRegression
 
 from skhlm import RandomInterceptRegressor
-from skhlm import _objective as obj
+from skhlm.engine import criterion as obj
 from skhlm.datasets import make_multilevel_regression
 
 
@@ -40,7 +40,7 @@ def assert_same_fit(a, b, rtol=1e-9):
 
 def assert_profiled_optimum(model, method="reml", rtol=1e-6):
     """The EM answer is where a 1-D optimizer puts the profiled criterion's minimum."""
-    stats = model._stats
+    stats = model._result.stats
     lam = model.variance_components_["group"] / model.variance_components_["residual"]
     best = minimize_scalar(
         lambda t: obj.profiled_criterion(stats, np.exp(t), method),
@@ -466,8 +466,8 @@ def test_plus_and_minus_inf_in_one_column_are_counted_not_averaged(data):
 
 
 def test_group_codes_out_of_range_are_refused_before_the_pass():
-    from skhlm._groups import GroupCoding
-    from skhlm._stats import compute_statistics
+    from skhlm.data.groups import GroupCoding
+    from skhlm.data.accumulator import compute_statistics
 
     X, y = np.ones((4, 1)), np.arange(4.0)
     for codes in ([0, 1, 2, 1], [0, -1, 1, 1]):

@@ -8,7 +8,7 @@ import pytest
 from lme4_reference import design
 
 from skhlm import RandomInterceptRegressor
-from skhlm._profile import profile_intervals
+from skhlm.inference.profile import profile_intervals
 from skhlm._summary import summarize
 
 # print(summary(lmerTest::lmer(y ~ desk + escs + (1 | g), data = pisa))) in R 4.2,
@@ -58,10 +58,10 @@ Random effects:
 Number of obs: 4978, groups:  g, 164
 
 Fixed effects:
-          Estimate Std. Error       df t value Pr(>|t|)
-Intercept  471.929      4.274  434.548 110.418  < 2e-16 ***
-desk         8.888      3.142 4866.798   2.829  0.00469 **
-escs        24.137      1.277 4973.268  18.901  < 2e-16 ***
+            Estimate Std. Error       df t value Pr(>|t|)
+(Intercept)  471.929      4.274  434.548 110.418  < 2e-16 ***
+desk           8.888      3.142 4866.798   2.829  0.00469 **
+escs          24.137      1.277 4973.268  18.901  < 2e-16 ***
 ---
 Signif. codes:  0 '***' 0.001 '**' 0.01 '*' 0.05 '.' 0.1 ' ' 1
 
@@ -92,11 +92,11 @@ def pisa_reml():
 
 
 def test_snapshot_of_printed_summary(pisa_reml):
-    assert str(summarize(pisa_reml[0])) == SNAPSHOT
+    assert str(summarize(pisa_reml[0]._result)) == SNAPSHOT
 
 
 def test_printed_sections_follow_lmertest(pisa_reml):
-    text = str(summarize(pisa_reml[0]))
+    text = str(summarize(pisa_reml[0]._result))
 
     def order(printed):
         """The sections, in the order they are printed."""
@@ -113,12 +113,14 @@ def test_printed_sections_follow_lmertest(pisa_reml):
     assert numbers(LMERTEST_PRINT) <= numbers(text), numbers(LMERTEST_PRINT) - numbers(text)
     # The random-effects block is lme4's, line for line (R pads lines with spaces).
 
-    def block(printed):
+    def block(printed, first="Random effects:", last="Number"):
         lines = [line.rstrip() for line in printed.splitlines()]
-        start = lines.index("Random effects:")
-        return lines[start : next(i for i in range(start, len(lines)) if lines[i].startswith("Number")) + 1]
+        start = lines.index(first)
+        return lines[start : next(i for i in range(start, len(lines)) if lines[i].startswith(last)) + 1]
 
     assert block(text) == block(LMERTEST_PRINT)
+    # So is the fixed-effects block, the intercept named "(Intercept)" as lme4 does.
+    assert block(text, "Fixed effects:", "Signif.") == block(LMERTEST_PRINT, "Fixed effects:", "Signif.")
 
 
 @pytest.mark.parametrize(
@@ -126,11 +128,11 @@ def test_printed_sections_follow_lmertest(pisa_reml):
 )
 def test_summary_numbers(key):
     model, ref = fitted(key)
-    s = summarize(model)
+    s = summarize(model._result)
     fe = s.fixed_effects
     columns = ["estimate", "std_error", "df", "t_value", "p_value", "ci_lower", "ci_upper"]
     assert list(fe.columns) == columns
-    assert list(fe.index) == ["Intercept"] + ref["fixef_names"][1:]
+    assert list(fe.index) == ref["fixef_names"]
     np.testing.assert_allclose(fe["estimate"], list(ref["fixef"].values()), rtol=1e-6)
     np.testing.assert_allclose(fe["std_error"], ref["satterthwaite"]["std_error"], rtol=1e-5)
     np.testing.assert_allclose(fe["df"], ref["satterthwaite"]["df"], rtol=1e-3)
@@ -149,11 +151,11 @@ def test_summary_numbers(key):
     assert s.icc_interval[0] <= s.icc <= s.icc_interval[1]
     sigma = ref["confint_profile"][".sigma"]
     np.testing.assert_allclose(s.confint.loc["Residual"], sigma, rtol=1e-3)
-    assert s.confint.equals(profile_intervals(model))
+    assert s.confint.equals(profile_intervals(model._result))
 
 
 def test_summary_is_frozen_and_repr_prints(pisa_reml):
-    s = summarize(pisa_reml[0])
+    s = summarize(pisa_reml[0]._result)
     with pytest.raises(dataclasses.FrozenInstanceError):
         s.icc = 0.5
     assert repr(s) == str(s)
@@ -161,7 +163,7 @@ def test_summary_is_frozen_and_repr_prints(pisa_reml):
 
 def test_ml_and_z_test_layouts():
     model, ref = fitted("pisa/rim1/ml")
-    text = str(summarize(model, ddf="asymptotic", level=0.9))
+    text = str(summarize(model._result, ddf="asymptotic", level=0.9))
     assert "fit by maximum likelihood. Wald z-tests" in text
     assert "    AIC     BIC   logLik deviance df.resid" in text
     assert " 57933.3 57965.9 -28961.7  57923.3     4973".strip() in text
@@ -172,14 +174,14 @@ def test_ml_and_z_test_layouts():
 def test_singular_fit_and_unnamed_features():
     X, y, groups, _ = design("boundary/full/reml")
     model = RandomInterceptRegressor().fit(X.to_numpy(), y.to_numpy(), groups=groups.to_numpy())
-    s = summarize(model, ddf="residual")
+    s = summarize(model._result, ddf="residual")
     text = str(s)
     assert "Boundary (singular) fit" in text
     assert "y ~ x0 + (1 | group)" in text  # unnamed arrays: generic names
     named = RandomInterceptRegressor().fit(X, y.rename("math"), groups=groups.rename("school"))
-    assert "math ~ x1 + (1 | school)" in str(summarize(named))
+    assert "math ~ x1 + (1 | school)" in str(summarize(named._result))
     assert "t-tests use n - p residual degrees of freedom" in text
-    assert list(s.fixed_effects.index) == ["Intercept", "x0"]
+    assert list(s.fixed_effects.index) == ["(Intercept)", "x0"]
     assert s.confint.loc["Groups", "lower"] == 0.0
 
 
@@ -187,7 +189,7 @@ def test_summary_without_groups_or_intercept():
     X, y, _, _ = design("balanced/full/ml")
     with pytest.warns(UserWarning, match="no groups"):
         model = RandomInterceptRegressor(fit_intercept=False).fit(X, y)
-    s = summarize(model)
+    s = summarize(model._result)
     assert list(s.fixed_effects.index) == ["x1", "x2"]
     assert s.n_groups == 0 and s.icc == 0.0
     assert (s.fixed_effects["df"] == len(y) - 2).all()
@@ -204,7 +206,7 @@ def test_summary_without_groups_or_intercept():
 
 def test_small_units_print_in_scientific_notation():
     X, y, groups, _ = design("pisa/rim1/reml")
-    text = str(summarize(RandomInterceptRegressor().fit(X, y * 1e-8, groups=groups)))
+    text = str(summarize(RandomInterceptRegressor().fit(X, y * 1e-8, groups=groups)._result))
     assert " g        (Intercept) 1.554e-13 3.942e-07" in text
-    assert "desk      8.888e-08  3.142e-08" in text
+    assert "desk        8.888e-08  3.142e-08" in text
     assert "0.000000" not in text

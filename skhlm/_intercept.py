@@ -1,29 +1,27 @@
 """RandomInterceptRegressor: the scikit-learn face of the EM engine."""
 
+from dataclasses import replace
 from numbers import Integral, Real
 
 import numpy as np
-import pandas as pd
 from sklearn.base import BaseEstimator, RegressorMixin, _fit_context
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import r2_score
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from . import _checks, _em
-from ._compare import n_parameters
-from ._inference import predictive_std
+from . import _checks
+from ._base import GroupedRegressorMixin
+from ._blas import small_matrix_blas
 from ._summary import summarize
-from ._groups import as_labels as _as_labels
-from ._groups import GroupCoding, encode_groups, lookup_groups, split_group_column
-from ._stats import NonFiniteStatistics, TinyValues, compute_statistics, small_matrix_blas
+from .data.accumulator import NonFiniteStatistics, StatsAccumulator, TinyValues
+from .data.groups import GroupCoding, encode_groups
+from .engine import result as fit_result
+from .engine.em import Limits
+from .inference.residuals import scaled_residual_quantiles
+from .inference.vcov import predictive_std
 
 
-# Fitted state that is not a public attribute (public ones end with "_").
-_PRIVATE_STATE = ("_stats", "_standardization", "_scaled_residual_quantiles", "_names")
-
-
-class RandomInterceptRegressor(RegressorMixin, BaseEstimator):
+class RandomInterceptRegressor(GroupedRegressorMixin, RegressorMixin, BaseEstimator):
     """Linear model with a random intercept per group, fitted by EM (REML or ML).
 
     The model is ``y_ij = x_ij' beta + u_j + e_ij`` with ``u_j ~ N(0, s2u)`` and
@@ -208,18 +206,13 @@ class RandomInterceptRegressor(RegressorMixin, BaseEstimator):
         self : RandomInterceptRegressor
             The fitted estimator.
         """
-        try:
-            return self._fit(X, y, groups)
-        except BaseException:
-            # No half-updated model: a failed fit leaves no fitted state behind.
-            for name in [n for n in vars(self) if n.endswith("_") or n in _PRIVATE_STATE]:
-                delattr(self, name)
-            raise
+        return self._fit_or_nothing(X, y, groups)
 
     def _fit(self, X, y, groups):
         X, groups = self._take_groups(X, groups)
         # For the printed formula only: the names of a Series y and groups.
-        names = (str(getattr(y, "name", None) or "y"), str(getattr(groups, "name", None) or "group"))
+        response = str(getattr(y, "name", None) or "y")
+        group_name = str(getattr(groups, "name", None) or "group")
         _checks.numeric_columns(X)
         _checks.finite_response(y)
         # An intercept-only model (lmer(y ~ 1 + (1 | g))) has an X with no columns.
@@ -243,82 +236,38 @@ class RandomInterceptRegressor(RegressorMixin, BaseEstimator):
                 "group_column; inside a Pipeline or model selection tool, enable "
                 "metadata routing and pass params={'groups': labels}."
             )
-            coding, levels = GroupCoding.single(n_samples), None
+            coding = GroupCoding.single(n_samples)
         else:
             coding = encode_groups(groups, n_samples)
-            levels = coding.levels
             _checks.group_count(coding.n_groups, n_samples)
 
+        accumulator = StatsAccumulator(fit_intercept=self.fit_intercept)
         try:
-            stats, standardization = compute_statistics(X, y, coding, fit_intercept=self.fit_intercept)
+            accumulator.add(X, y, coding)
         except NonFiniteStatistics:
             _checks.finite(X, feature_names)  # NaN or inf in X: say where; else overflow
             raise
         except TinyValues as tiny:
             raise ValueError(_checks.tiny_values_message(tiny, feature_names)) from None
-        _checks.identifiable(stats, grouped=levels is not None)
+        stats, standardization, levels = accumulator.finalize()
+        _checks.identifiable(stats, grouped=groups is not None)
         _checks.redundant_columns(standardization, feature_names)
+        if feature_names is None:
+            feature_names = [f"x{k}" for k in range(X.shape[1])]
+        names = fit_result.ModelNames(response, group_name, tuple(str(n) for n in feature_names))
         with small_matrix_blas(stats.n_params):
-            if levels is None:
-                result = _em.boundary_fit(stats, self.method)
-            else:
-                result = _em.fit(stats, self.method, max_iter=self.max_iter, tol=self.tol, verbose=self.verbose)
-            self._set_fitted(result, stats, standardization, levels)
-        if not result.converged:
-            _checks.warn(
-                f"EM did not converge in max_iter={self.max_iter} iterations "
-                f"(tol={self.tol}). Increase max_iter, or loosen tol; "
-                "log_likelihood_history_ shows how far the fit got.",
-                ConvergenceWarning,
+            result = fit_result.fit(
+                stats,
+                standardization,
+                self.method,
+                limits=Limits(self.max_iter, self.tol),
+                levels=None if groups is None else levels,
+                names=names,
+                verbose=self.verbose,
             )
-        self._scaled_residual_quantiles = self._residual_quantiles(X, y, coding)
-        self._names = names
+            quantiles = scaled_residual_quantiles(X, y, coding, result)
+            self._publish(replace(result, residual_quantiles=quantiles))
         return self
-
-    def _residual_quantiles(self, X, y, coding):
-        """Min, quartiles and max of (y - x'beta - u_j) / sqrt(s2e), for the summary
-        (lme4's scaled residuals): the only statistic that needs the rows again."""
-        s2e = self.variance_components_["residual"]
-        if s2e == 0:  # an exact least-squares fit: nothing to scale
-            return np.zeros(5)
-        resid = np.asarray(X @ self.coef_, dtype=np.float64)
-        resid += self.intercept_
-        if self.random_effects_.size:
-            resid += self.random_effects_[coding.level][coding.codes]
-        np.subtract(y, resid, out=resid)
-        return _quartiles(resid) / np.sqrt(s2e)
-
-    def _set_fitted(self, result, stats, standardization, levels):
-        y_scale2 = standardization.y_scale**2
-        s2u, s2e = result.s2u * y_scale2, result.s2e * y_scale2
-        self.coef_, self.intercept_ = standardization.coef_to_user(result.beta)
-        self.variance_components_ = {"group": s2u, "residual": s2e}
-        self.icc_ = s2u / (s2u + s2e) if s2u > 0 else 0.0
-        self.n_iter_ = result.n_iter
-        self.converged_ = result.converged
-        jacobian = standardization.log_jacobian(stats.n_obs, self.method)
-        self.log_likelihood_history_ = result.log_likelihood_history - jacobian
-        self.log_likelihood_ = float(self.log_likelihood_history_[-1])
-        if levels is None:
-            self.groups_ = np.array([])
-            self.random_effects_ = np.array([])
-            self.random_effects_var_ = np.array([])
-            self.singular_ = False
-        else:
-            self.groups_ = levels
-            u_hat, u_var = _em.posterior(stats, result.beta, result.s2u, result.s2e)
-            u_hat *= standardization.y_scale
-            u_var *= y_scale2
-            self.random_effects_, self.random_effects_var_ = u_hat, u_var
-            self.singular_ = bool(result.boundary or s2u < 1e-8 * s2e)
-        self._stats = stats
-        self._standardization = standardization
-        k = n_parameters(self)
-        self.aic_ = -2.0 * self.log_likelihood_ + 2.0 * k
-        self.bic_ = -2.0 * self.log_likelihood_ + k * np.log(stats.n_obs)
-
-    def __sklearn_is_fitted__(self):
-        return hasattr(self, "_stats")
 
     def predict(self, X, groups=None, return_std=False):
         """Predict, with the group's random intercept where the group is known.
@@ -341,18 +290,7 @@ class RandomInterceptRegressor(RegressorMixin, BaseEstimator):
         y_std : ndarray of shape (n_samples,)
             Only with ``return_std=True``.
         """
-        check_is_fitted(self)
-        X, groups = self._take_groups(X, groups)
-        _checks.numeric_columns(X)
-        X = validate_data(
-            self,
-            _checks.no_columns_as_array(X),
-            dtype=[np.float64, np.float32],
-            reset=False,
-            ensure_min_features=min(self.n_features_in_, 1),
-            ensure_all_finite=False,
-        )
-        _checks.finite(X, feature_names=getattr(self, "feature_names_in_", None))
+        X, groups = self._validate_for_predict(X, groups)
         y_pred = X @ self.coef_ + self.intercept_
         index = np.full(X.shape[0], -1)
         if groups is not None:
@@ -360,7 +298,7 @@ class RandomInterceptRegressor(RegressorMixin, BaseEstimator):
             seen = index >= 0
             y_pred[seen] += self.random_effects_[index[seen]]
         if return_std:
-            return y_pred, predictive_std(self, X, index)
+            return y_pred, predictive_std(self._result, X, index)
         return y_pred
 
     def summary(self, *, level=0.95, ddf="satterthwaite"):
@@ -389,8 +327,8 @@ class RandomInterceptRegressor(RegressorMixin, BaseEstimator):
             ``singular``, ``converged``, ``n_iter``; ``print`` shows the block.
         """
         check_is_fitted(self)
-        with small_matrix_blas(self._stats.n_params):
-            return summarize(self, level=level, ddf=ddf)
+        with small_matrix_blas(self._result.stats.n_params):
+            return summarize(self._result, level=level, ddf=ddf)
 
     def score(self, X, y, groups=None, sample_weight=None):
         """R^2 of ``predict(X, groups)``: conditional on the groups where known.
@@ -408,60 +346,3 @@ class RandomInterceptRegressor(RegressorMixin, BaseEstimator):
         score : float
         """
         return r2_score(y, self.predict(X, groups=groups), sample_weight=sample_weight)
-
-    def _take_groups(self, X, groups):
-        """(X, groups) with the groups taken from ``group_column`` when it is set."""
-        if self.group_column is None:
-            return X, groups
-        if isinstance(self.group_column, bool):  # an Integral, but surely a mistake
-            raise ValueError(
-                f"group_column={self.group_column} is a bool; pass a column name or an "
-                "integer position."
-            )
-        if groups is not None:
-            raise ValueError(
-                f"Got groups both from group_column={self.group_column!r} and from the "
-                "groups argument; pass one. (With metadata routing on, stop the routed "
-                "groups with set_fit_request(groups=False) and "
-                "set_predict_request(groups=False).)"
-            )
-        return split_group_column(X, self.group_column)
-
-    def _group_index(self, groups, n_samples):
-        """Index into groups_ of each row's group; -1 for an unseen group."""
-        index = lookup_groups(groups, self.groups_, n_samples)
-        if self.unseen_groups == "error" and (index < 0).any():
-            labels = _as_labels(groups)[index < 0]
-            unseen = pd.unique(labels)
-            shown = ", ".join(repr(getattr(v, "item", lambda v=v: v)()) for v in unseen[:5])
-            shown += ", ..." if unseen.size > 5 else ""
-            raise ValueError(
-                f"{labels.size} rows belong to {unseen.size} group(s) not seen in fit "
-                f"({shown}) and unseen_groups='error'. Set unseen_groups='population' to "
-                "predict x'beta for them."
-            )
-        return index
-
-
-def _quartiles(values):
-    """Min, quartiles and max, as np.quantile's default (linear) method, by partial
-    sorts in place (5x faster than np.quantile at n = 1e6)."""
-    n = values.shape[0]
-    position = np.array([0.0, 0.25, 0.5, 0.75, 1.0]) * (n - 1)
-    lower = np.floor(position).astype(np.intp)
-    upper = np.minimum(lower + 1, n - 1)
-    _select(values, np.unique(np.concatenate([lower, upper])).tolist(), 0, n)
-    return values[lower] + (position - lower) * (values[upper] - values[lower])
-
-
-def _select(values, ks, start, stop):
-    """Put values[k] in its sorted place for each k of the sorted list ``ks``, all in
-    [start, stop): the middle k by one partition of the stretch, then each side
-    within its own part.  numpy's partition with many kth at once is 10x slower."""
-    if not ks:
-        return
-    middle = len(ks) // 2
-    k = ks[middle]
-    values[start:stop].partition(k - start)
-    _select(values, ks[:middle], start, k)
-    _select(values, ks[middle + 1 :], k + 1, stop)

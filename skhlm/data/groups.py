@@ -37,7 +37,7 @@ class GroupCoding:
 
     Group i (of G) is the one with the i-th smallest size (ties in label order): the
     groups of each size are then a contiguous range of numbers, so that sums over
-    groups of each size are taken on slices, with no gather (skhlm._stats).
+    groups of each size are taken on slices, with no gather (skhlm.data.stats).
     """
 
     codes: np.ndarray  # (n,) intp: the number of each row's group

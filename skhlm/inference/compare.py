@@ -4,14 +4,10 @@ and the test of s2u = 0 against the model without random effects."""
 import numpy as np
 import pandas as pd
 from scipy import stats as st
-from sklearn.base import clone
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.validation import check_is_fitted
 
-from . import _em
-from . import _objective as obj
-from ._checks import warn
-from ._stats import small_matrix_blas
+from .._blas import small_matrix_blas
+from ..engine import criterion as crit
 
 # Relative tolerance when checking that two models saw the same response: the
 # statistics of the same data agree to rounding, different data do not.
@@ -52,7 +48,7 @@ def compare(*models, refit=False, names=None):
     --------
     >>> import numpy as np
     >>> from skhlm import RandomInterceptRegressor
-    >>> from skhlm._compare import compare
+    >>> from skhlm import compare
     >>> rng = np.random.default_rng(0)
     >>> g = np.repeat(np.arange(30), 10)
     >>> X = rng.normal(size=(300, 2))
@@ -71,23 +67,23 @@ def compare(*models, refit=False, names=None):
     names = [f"m{k + 1}" for k in range(len(models))] if names is None else list(names)
     if len(names) != len(models):
         raise ValueError(f"names has {len(names)} entries for {len(models)} models.")
-    _check_same_data(models, names)
-    with small_matrix_blas(max(m._stats.n_params for m in models)):
-        return _compare(models, names, refit)
+    results = [m._result for m in models]
+    _check_same_data(results, names)
+    with small_matrix_blas(max(r.stats.n_params for r in results)):
+        return _compare(results, names, refit)
 
 
-def _compare(models, names, refit):
-
-    methods = {m.method for m in models}
+def _compare(results, names, refit):
+    methods = {r.method for r in results}
     if refit:
-        models = [refit_ml(m) for m in models]
+        results = [r.ml for r in results]
     elif methods == {"reml", "ml"}:
         raise ValueError(
             "Some models were fitted by REML and some by ML; their log-likelihoods are "
             "not comparable. Pass refit=True to refit the REML models with ML (as "
             "lme4's anova does), or fit all with the same method."
         )
-    elif methods == {"reml"} and len({_fixed_signature(m) for m in models}) > 1:
+    elif methods == {"reml"} and len({_fixed_signature(r) for r in results}) > 1:
         raise ValueError(
             "These REML fits have different fixed effects. A REML likelihood is that "
             "of residual contrasts, which depend on the fixed-effects design, so REML "
@@ -96,9 +92,9 @@ def _compare(models, names, refit):
             "does), or fit them with method='ml'."
         )
 
-    npar = np.array([n_parameters(m) for m in models])
+    npar = np.array([r.n_parameters for r in results])
     order = np.argsort(npar, kind="stable")
-    llk = np.array([models[k].log_likelihood_ for k in order])
+    llk = np.array([results[k].user_log_likelihood for k in order])
     npar = npar[order]
     chisq = np.concatenate([[np.nan], 2.0 * np.maximum(0.0, np.diff(llk))])
     df = np.concatenate([[np.nan], np.diff(npar).astype(float)])
@@ -107,8 +103,8 @@ def _compare(models, names, refit):
     return pd.DataFrame(
         {
             "npar": npar,
-            "AIC": [models[k].aic_ for k in order],
-            "BIC": [models[k].bic_ for k in order],
+            "AIC": [results[k].aic for k in order],
+            "BIC": [results[k].bic for k in order],
             "logLik": llk,
             "deviance": -2.0 * llk,
             "Chisq": chisq,
@@ -119,7 +115,7 @@ def _compare(models, names, refit):
     )
 
 
-def group_variance_lrt(model):
+def group_variance_lrt(result):
     """Likelihood-ratio test of s2u = 0 against the model without random effects.
 
     The statistic compares the fit's criterion (REML or ML) at its optimum and at
@@ -129,7 +125,8 @@ def group_variance_lrt(model):
 
     Parameters
     ----------
-    model : fitted RandomInterceptRegressor
+    result : FitResult
+        Of a model fitted with groups.
 
     Returns
     -------
@@ -141,74 +138,37 @@ def group_variance_lrt(model):
     --------
     >>> import numpy as np
     >>> from skhlm import RandomInterceptRegressor
+    >>> from skhlm.inference.compare import group_variance_lrt
     >>> rng = np.random.default_rng(0)
     >>> g = np.repeat(np.arange(20), 10)
     >>> X = rng.normal(size=(200, 1))
     >>> y = X[:, 0] + rng.normal(size=20)[g] + rng.normal(size=200)
     >>> m = RandomInterceptRegressor().fit(X, y, groups=g)
-    >>> from skhlm._compare import group_variance_lrt
-    >>> round(group_variance_lrt(m)["statistic"], 3)
+    >>> round(group_variance_lrt(m._result)["statistic"], 3)
     106.359
     """
-    if not model.groups_.size:
+    if not result.grouped:
         raise ValueError(
             "group_variance_lrt needs a model fitted with groups; this one has no "
             "random effects to test. Refit with fit(X, y, groups=labels)."
         )
-    stats, s = model._stats, model._standardization
-    lam = model.variance_components_["group"] / model.variance_components_["residual"]
-    null_criterion = obj.profiled_criterion(stats, 0.0, model.method)
+    stats, method = result.stats, result.method
+    null_criterion = crit.profiled_criterion(stats, 0.0, method)
     # Both criteria from the same function, so a boundary fit gives exactly 0.
-    statistic = max(null_criterion - obj.profiled_criterion(stats, lam, model.method), 0.0)
-    null = -0.5 * null_criterion - s.log_jacobian(stats.n_obs, model.method)
+    statistic = max(null_criterion - crit.profiled_criterion(stats, result.lam, method), 0.0)
+    null = -0.5 * null_criterion - result.units.log_jacobian(stats.n_obs, method)
     p_value = 1.0 if statistic == 0.0 else 0.5 * float(st.chi2.sf(statistic, 1))
     return {"statistic": statistic, "df": 1, "p_value": p_value, "log_likelihood_null": float(null)}
 
 
-def refit_ml(model):
-    """An ML-fitted copy of a REML model, from its sufficient statistics (no data).
-
-    An ML model is returned as is.  The copy's scaled residual quantiles are the
-    REML fit's: recomputing them would need the rows.
-    """
-    if model.method == "ml":
-        return model
-    copy = clone(model).set_params(method="ml")
-    stats = model._stats
-    if model.groups_.size:
-        result = _em.fit(stats, "ml", max_iter=model.max_iter, tol=model.tol)
-        if not result.converged:
-            warn(
-                f"The ML refit did not converge in max_iter={model.max_iter} iterations; "
-                "its likelihood-ratio tests may be off. Raise max_iter of the model.",
-                ConvergenceWarning,
-            )
-        levels = model.groups_
-    else:
-        result, levels = _em.boundary_fit(stats, "ml"), None
-    copy._set_fitted(result, stats, model._standardization, levels)
-    copy.n_features_in_ = model.n_features_in_
-    if hasattr(model, "feature_names_in_"):
-        copy.feature_names_in_ = model.feature_names_in_
-    copy._scaled_residual_quantiles = model._scaled_residual_quantiles
-    copy._names = model._names
-    return copy
-
-
-def n_parameters(model):
-    """Fixed effects (linearly redundant ones dropped) plus 2 variances, or 1 for s2e
-    alone without groups: lme4's npar and the k of AIC."""
-    return model._stats.n_params + (2 if model.groups_.size else 1)
-
-
-def _fixed_signature(model):
+def _fixed_signature(result):
     """What identifies a fixed-effects design: the intercept, the number of features and
     the kept columns' moments in the user's units, their mean and variance and their
     covariance with y (which tells apart columns of equal mean and variance, e.g. a
     permuted column; y is checked to be the same apart).  The moments do not depend
     on the point the fit centered the columns at (a sample's mean, so it changes
     when the rows are reordered)."""
-    s, stats = model._standardization, model._stats
+    s, stats = result.units, result.stats
     n, scale = stats.n_obs, s.x_scale[s.kept]
     if s.fit_intercept:
         m, b = stats.xtx[0, 1:] / n, stats.xty[0] / n  # means of the internal columns, y
@@ -219,7 +179,7 @@ def _fixed_signature(model):
         second, cross, mean = stats.xtx / n, stats.xty / n, np.zeros(scale.shape)
     return (
         s.fit_intercept,
-        model.n_features_in_,
+        s.kept.size,
         s.kept.tobytes(),
         _significant(mean),
         _significant(np.diag(second) * scale**2),
@@ -232,31 +192,31 @@ def _significant(values, digits=9):
     return np.array([float(f"{v:.{digits - 1}e}") for v in values]).tobytes()
 
 
-def _response_moments(model):
+def _response_moments(result):
     """n, sum y, sum y^2 in the user's units, from the standardized statistics."""
-    s, stats = model._standardization, model._stats
+    s, stats = result.units, result.stats
     total = s.y_scale * stats.classes.t.sum() + stats.n_obs * s.y_offset
     squares = s.y_scale**2 * stats.yty + 2.0 * s.y_offset * (total - stats.n_obs * s.y_offset)
     squares += stats.n_obs * s.y_offset**2
     return stats.n_obs, total, squares
 
 
-def _group_totals(model):
-    s, stats = model._standardization, model._stats
+def _group_totals(result):
+    s, stats = result.units, result.stats
     return s.y_scale * stats.group_ysum + stats.group_sizes * s.y_offset
 
 
-def _check_same_data(models, names):
-    first = models[0]
+def _check_same_data(results, names):
+    first = results[0]
     n0, total0, squares0 = _response_moments(first)
-    for m, name in zip(models[1:], names[1:]):
+    for m, name in zip(results[1:], names[1:]):
         n, total, squares = _response_moments(m)
         # Sums can cancel to ~0; compare them on the scale of sqrt(n sum y^2).
         atol = _SAME_DATA_RTOL * np.sqrt(n0 * squares0)
         same = n == n0 and np.isclose(squares, squares0, rtol=_SAME_DATA_RTOL, atol=0)
         same = same and np.isclose(total, total0, rtol=0, atol=atol)
-        if same and first.groups_.size and m.groups_.size:
-            same = np.array_equal(first.groups_, m.groups_) and np.allclose(
+        if same and first.grouped and m.grouped:
+            same = np.array_equal(first.levels, m.levels) and np.allclose(
                 _group_totals(first), _group_totals(m), rtol=0, atol=atol
             )
         if not same:

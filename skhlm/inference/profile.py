@@ -13,12 +13,9 @@ import numpy as np
 import pandas as pd
 from scipy import linalg, optimize
 from scipy import stats as st
-from sklearn.exceptions import ConvergenceWarning
 
-from . import _em
-from . import _objective as obj
-from ._checks import warn
-from ._inference import _has_groups, check_level, coefficient_names, internal_variances, user_map
+from ..engine import criterion as crit
+from .vcov import check_level
 
 # Relative tolerance of the outer root finds of the profile intervals; the inner
 # minimizations over lambda are tighter (_INNER_XTOL) so that their error, which
@@ -53,28 +50,21 @@ def _minimize_over_lambda(fun, lam_start, *, allow_zero=True):
     return best_lam, best
 
 
-def _ml_deviance(stats, lam, s2e):
-    """The ML deviance at (lambda, s2e), profiled over beta only."""
-    rss = obj.penalized_rss(stats, obj.gls_beta(stats, lam)[0], lam)
-    n = stats.n_obs
-    return obj.log_det_v_ratio(stats, lam) + rss / s2e + n * (obj.LOG_2PI + np.log(s2e))
-
-
-def profile_sigma(stats, sigma, lam_start, has_groups):
+def profile_sigma(stats, sigma, lam_start, grouped):
     """ML deviance profiled at a fixed residual sd ``sigma``: min over lambda >= 0."""
     s2e = sigma**2
-    if not has_groups:
-        return _ml_deviance(stats, 0.0, s2e)
-    return _minimize_over_lambda(lambda lam: _ml_deviance(stats, lam, s2e), lam_start)[1]
+    if not grouped:
+        return crit.deviance(stats, "ml", 0.0, s2e)
+    return _minimize_over_lambda(lambda lam: crit.deviance(stats, "ml", lam, s2e), lam_start)[1]
 
 
 def profile_sigma_u(stats, sigma_u, lam_start):
     """ML deviance profiled at a fixed group sd ``sigma_u`` (s2e = sigma_u^2 / lambda)."""
     if sigma_u == 0.0:
-        return obj.profiled_criterion(stats, 0.0, "ml")
+        return crit.profiled_criterion(stats, 0.0, "ml")
     s2u = sigma_u**2
     return _minimize_over_lambda(
-        lambda lam: _ml_deviance(stats, lam, s2u / lam), lam_start, allow_zero=False
+        lambda lam: crit.deviance(stats, "ml", lam, s2u / lam), lam_start, allow_zero=False
     )[1]
 
 
@@ -131,12 +121,12 @@ def constrained_stats(stats, contrast, value):
     )
 
 
-def profile_contrast(stats, contrast, value, lam_start, has_groups):
+def profile_contrast(stats, contrast, value, lam_start, grouped):
     """ML deviance profiled at contrast'beta = value (over lambda, s2e, the rest)."""
     sub = constrained_stats(stats, contrast, value)
-    if not has_groups:
-        return obj.profiled_criterion(sub, 0.0, "ml")
-    return _minimize_over_lambda(lambda lam: obj.profiled_criterion(sub, lam, "ml"), lam_start)[1]
+    if not grouped:
+        return crit.profiled_criterion(sub, 0.0, "ml")
+    return _minimize_over_lambda(lambda lam: crit.profiled_criterion(sub, lam, "ml"), lam_start)[1]
 
 
 def profile_bounds(
@@ -177,44 +167,30 @@ def profile_bounds(
     return lower, search(1.0)
 
 
-def ml_optimum(stats, has_groups):
-    """(s2u, s2e, minimum deviance) of the ML fit: what lme4's profile starts from."""
-    if not has_groups:
-        return 0.0, obj.profiled_s2e(stats, 0.0, "ml"), obj.profiled_criterion(stats, 0.0, "ml")
-    fit = _em.fit(stats, "ml", max_iter=1000, tol=1e-10)
-    if not fit.converged:
-        warn(
-            "The ML fit that the profile intervals start from did not converge in 1000 "
-            "iterations; the intervals may be off.",
-            ConvergenceWarning,
-        )
-    return fit.s2u, fit.s2e, obj.profiled_criterion(stats, fit.s2u / fit.s2e, "ml")
-
-
-def sd_profile_bounds(stats, optimum, level, has_groups):
+def sd_profile_bounds(stats, optimum, level, grouped):
     """Profile intervals of (sigma_u, sigma), internal units, from the ML deviance
-    around its ``optimum`` (s2u, s2e, deviance): see :func:`ml_optimum`."""
+    around its ``optimum`` (s2u, s2e, deviance): the ML fit's."""
     s2u, s2e, base = optimum
     lam = s2u / s2e
-    crit = st.chi2.ppf(level, 1)
+    critical = st.chi2.ppf(level, 1)
     sigma, sigma_u = np.sqrt(s2e), np.sqrt(s2u)
     rows = {}
-    if has_groups:
+    if grouped:
         rows["Groups"] = profile_bounds(
             lambda s: profile_sigma_u(stats, s, lam) - base,
             sigma_u,
             0.1 * (sigma_u or sigma),
-            crit,
+            critical,
             floor=0.0,
             floor_attainable=True,
         )
     else:
         rows["Groups"] = (np.nan, np.nan)
     rows["Residual"] = profile_bounds(
-        lambda s: profile_sigma(stats, s, lam, has_groups) - base,
+        lambda s: profile_sigma(stats, s, lam, grouped) - base,
         sigma,
         0.1 * sigma,
-        crit,
+        critical,
         floor=0.0,
     )
     return rows
@@ -230,36 +206,36 @@ def lambda_profile_bounds(stats, method, lam_hat, level):
     the between-group variance, or when fixed effects at level 2 absorb every group's
     mean and the REML criterion is flat in lambda.
     """
-    base = obj.profiled_criterion(stats, lam_hat, method)
+    base = crit.profiled_criterion(stats, lam_hat, method)
     ceiling = np.sqrt(_MAX_LAMBDA_N / stats.classes.size.max())
-    crit = st.chi2.ppf(level, 1)
+    critical = st.chi2.ppf(level, 1)
 
     def excess(theta):
-        return obj.profiled_criterion(stats, theta**2, method) - base
+        return crit.profiled_criterion(stats, theta**2, method) - base
 
     theta = np.sqrt(lam_hat)
     lower, upper = profile_bounds(
-        excess, theta, 0.5 * max(theta, 0.1), crit, floor=0.0, floor_attainable=True,
+        excess, theta, 0.5 * max(theta, 0.1), critical, floor=0.0, floor_attainable=True,
         ceiling=max(ceiling, theta),
     )
     return lower**2, (np.inf if np.isnan(upper) else upper**2)
 
 
-# -- Model-level functions: user units --
+# -- On a fit result: user units --
 
 
-def profile_intervals(model, level=0.95, *, fixed=True):
+def profile_intervals(result, level=0.95, *, fixed=True):
     """Profile-likelihood intervals: lme4's ``confint(method="profile")``.
 
-    As lme4, the ML deviance is profiled, also for a REML fit (refitted with ML
-    from the sufficient statistics).  Rows "Groups" and "Residual" are standard
-    deviations; then, with ``fixed=True``, the intercept and the features.  The
-    lower bound of "Groups" is 0 when the deviance at s2u = 0 is within the
+    As lme4, the ML deviance is profiled, also for a REML fit (from its ML refit,
+    ``result.ml``, on the sufficient statistics).  Rows "Groups" and "Residual" are
+    standard deviations; then, with ``fixed=True``, the intercept and the features.
+    The lower bound of "Groups" is 0 when the deviance at s2u = 0 is within the
     critical value, as lme4 reports.
 
     Parameters
     ----------
-    model : fitted RandomInterceptRegressor
+    result : FitResult
     level : float, default=0.95
     fixed : bool, default=True
         Also profile the fixed effects (one more 1-D search each).
@@ -273,50 +249,47 @@ def profile_intervals(model, level=0.95, *, fixed=True):
     --------
     >>> import numpy as np
     >>> from skhlm import RandomInterceptRegressor
+    >>> from skhlm.inference.profile import profile_intervals
     >>> rng = np.random.default_rng(0)
     >>> g = np.repeat(np.arange(20), 10)
     >>> X = rng.normal(size=(200, 1))
     >>> y = X[:, 0] + rng.normal(size=20)[g] + rng.normal(size=200)
     >>> m = RandomInterceptRegressor().fit(X, y, groups=g)
-    >>> from skhlm._profile import profile_intervals
-    >>> profile_intervals(m).round(3)
-               lower  upper
-    Groups     0.808  1.596
-    Residual   0.920  1.132
-    Intercept -0.525  0.536
-    x0         0.770  1.082
+    >>> profile_intervals(m._result).round(3)
+                 lower  upper
+    Groups       0.808  1.596
+    Residual     0.920  1.132
+    (Intercept) -0.525  0.536
+    x0           0.770  1.082
     """
     check_level(level)
-    stats, s = model._stats, model._standardization
-    has_groups = _has_groups(model)
-    optimum = ml_optimum(stats, has_groups)
-    rows = sd_profile_bounds(stats, optimum, level, has_groups)
-    rows = {k: tuple(s.y_scale * np.asarray(v)) for k, v in rows.items()}
+    stats, units, grouped = result.stats, result.units, result.grouped
+    ml = result.ml
+    base = crit.profiled_criterion(stats, ml.lam, "ml")
+    rows = sd_profile_bounds(stats, (ml.s2u, ml.s2e, base), level, grouped)
+    rows = {k: tuple(units.response_to_user(np.asarray(v))) for k, v in rows.items()}
     if fixed:
-        s2u, s2e, base = optimum
-        lam = s2u / s2e
-        beta = obj.gls_beta(stats, lam)[0]
-        cov = s2e * obj.gls_inverse(stats, lam)
-        t, est = user_map(s)
-        crit = st.chi2.ppf(level, 1)
-        offset = s.y_offset if s.fit_intercept else 0.0
-        for k, name in enumerate(coefficient_names(model)):
-            if not est[k]:
+        lam = ml.lam
+        beta = crit.gls_beta(stats, lam)[0]
+        cov = ml.s2e * ml.derivatives["a_inv"]
+        t, shift, estimated = units.coef_map()
+        critical = st.chi2.ppf(level, 1)
+        for k, name in enumerate(result.coef_names):
+            if not estimated[k]:
                 rows[name] = (np.nan, np.nan)
                 continue
             l = t[k]
             lo, hi = profile_bounds(
-                lambda b, l=l: profile_contrast(stats, l, b, lam, has_groups) - base,
+                lambda b, l=l: profile_contrast(stats, l, b, lam, grouped) - base,
                 l @ beta,
                 np.sqrt(l @ cov @ l),
-                crit,
+                critical,
             )
-            shift = offset if (s.fit_intercept and k == 0) else 0.0
-            rows[name] = (lo + shift, hi + shift)
+            rows[name] = (lo + shift[k], hi + shift[k])
     return pd.DataFrame.from_dict(rows, orient="index", columns=["lower", "upper"])
 
 
-def icc_interval(model, level=0.95):
+def icc_interval(result, level=0.95):
     """Profile-likelihood interval of the ICC = lambda / (1 + lambda).
 
     The fit's own criterion (REML or ML) profiled over beta and s2e is a function of
@@ -325,7 +298,7 @@ def icc_interval(model, level=0.95):
 
     Parameters
     ----------
-    model : fitted RandomInterceptRegressor
+    result : FitResult
     level : float, default=0.95
 
     Returns
@@ -335,8 +308,7 @@ def icc_interval(model, level=0.95):
         likelihood does not bound the ratio (very few groups); (0, 0) without groups.
     """
     check_level(level)
-    if not _has_groups(model):
+    if not result.grouped:
         return 0.0, 0.0
-    s2u, s2e = internal_variances(model)
-    lo, hi = lambda_profile_bounds(model._stats, model.method, s2u / s2e, level)
+    lo, hi = lambda_profile_bounds(result.stats, result.method, result.lam, level)
     return lo / (1.0 + lo), (1.0 if np.isinf(hi) else hi / (1.0 + hi))

@@ -15,7 +15,7 @@ t_j = 1'y_j.  With lambda = s2u / s2e and c_j = lambda / (1 + n_j lambda):
 are minus twice the log-likelihoods profiled over beta and s2e, with lme4's constants
 (its ``deviance`` and ``REMLcrit``).  Every function here is pure, costs O(K p^2)
 or less (K distinct group sizes: sums over groups are taken over size classes,
-skhlm._stats.SizeClasses) and works in the units of the statistics it is given.
+skhlm.data.stats.SizeClasses) and works in the units of the statistics it is given.
 """
 
 import numpy as np
@@ -67,59 +67,63 @@ def gls_inverse(stats, lam):
     return linalg.cho_solve(factor, np.eye(stats.n_params))
 
 
-def _log_det_from_cho(factor):
+def denominator(stats, method):
+    """The degrees of freedom of s2e: n for ML, n - p for REML (the error contrasts)."""
+    return stats.n_obs - (stats.n_params if method == "reml" else 0)
+
+
+def log_det_a(factor):
+    """log det A(lambda), from A's Cholesky factor: REML's log det(X'V^-1 X) is
+    this minus p log s2e."""
     return 2.0 * np.log(np.diag(factor[0])).sum()
 
 
+def deviance(stats, method, lam, s2e, beta=None):
+    """Minus twice the log-likelihood at (lambda, s2e): lme4's deviance (ML) or
+    REML criterion at any variance parameters, not only at the optimum.
+
+    ML:   m log(2 pi s2e) + sum_j log(1 + n_j lambda) + prss(beta, lambda) / s2e
+    REML: the same with m = n - p, beta the GLS beta, plus log det A(lambda)
+
+    with m = :func:`denominator`.  ML takes any ``beta`` (the GLS beta at lambda when
+    None); REML integrates beta out.
+    """
+    factor = None
+    if beta is None or method == "reml":
+        beta, factor = gls_beta(stats, lam)
+    m = denominator(stats, method)
+    crit = m * (LOG_2PI + np.log(s2e)) + log_det_v_ratio(stats, lam)
+    crit += penalized_rss(stats, beta, lam) / s2e
+    if method == "reml":
+        crit += log_det_a(factor)
+    return float(crit)
+
+
+def log_likelihood(stats, method, s2u, s2e, beta=None):
+    """The ML or REML log-likelihood at (beta, s2u, s2e): -deviance / 2."""
+    return -0.5 * deviance(stats, method, s2u / s2e, s2e, beta)
+
+
 def profiled_criterion(stats, lam, method):
-    """Minus twice the (REML or ML) log-likelihood, profiled over beta and s2e.
+    """The deviance at lambda, profiled over beta and s2e.
 
     This is lme4's ``deviance`` (ML) or ``REMLcrit`` (REML) as a function of the
-    single variance ratio lambda; s2e is at its optimum rss/n or rss/(n - p).
+    single variance ratio lambda: :func:`deviance` at its optimal s2e = prss / m,
+    where m log(2 pi s2e) + prss / s2e = m log(2 pi prss / m) + m.
     """
     beta, factor = gls_beta(stats, lam)
     rss = penalized_rss(stats, beta, lam)
-    n = stats.n_obs
-    dof = n if method == "ml" else n - stats.n_params
-    crit = dof * (LOG_2PI + np.log(rss / dof) + 1.0) + log_det_v_ratio(stats, lam)
+    m = denominator(stats, method)
+    crit = m * (LOG_2PI + np.log(rss / m) + 1.0) + log_det_v_ratio(stats, lam)
     if method == "reml":
-        crit += _log_det_from_cho(factor)
+        crit += log_det_a(factor)
     return float(crit)
 
 
 def profiled_s2e(stats, lam, method):
     """The s2e that maximizes the likelihood at a given lambda."""
     beta, _ = gls_beta(stats, lam)
-    dof = stats.n_obs if method == "ml" else stats.n_obs - stats.n_params
-    return penalized_rss(stats, beta, lam) / dof
-
-
-def ml_log_likelihood(stats, beta, s2u, s2e):
-    """The ML log-likelihood at any (beta, s2u, s2e), not only at the optimum."""
-    lam = s2u / s2e
-    n = stats.n_obs
-    quad = penalized_rss(stats, beta, lam) / s2e
-    crit = n * (LOG_2PI + np.log(s2e)) + log_det_v_ratio(stats, lam) + quad
-    return float(-0.5 * crit)
-
-
-def reml_log_likelihood(stats, s2u, s2e):
-    """The REML log-likelihood at any (s2u, s2e), with beta integrated out.
-
-    log det(X'V^-1 X) = log det A - p log s2e.
-    """
-    lam = s2u / s2e
-    n, p = stats.n_obs, stats.n_params
-    beta, factor = gls_beta(stats, lam)
-    quad = penalized_rss(stats, beta, lam) / s2e
-    crit = (
-        (n - p) * LOG_2PI
-        + (n - p) * np.log(s2e)
-        + log_det_v_ratio(stats, lam)
-        + _log_det_from_cho(factor)
-        + quad
-    )
-    return float(-0.5 * crit)
+    return penalized_rss(stats, beta, lam) / denominator(stats, method)
 
 
 def boundary_slope(stats, method):
@@ -136,9 +140,8 @@ def boundary_slope(stats, method):
     n = stats.n_obs
     if method == "ml":
         return float(n - n * r2 / rss)
-    dof = n - stats.n_params
     trace = np.trace(linalg.cho_solve(factor, stats.classes.ss.sum(axis=0)))
-    return float(n - trace - dof * r2 / rss)
+    return float(n - trace - denominator(stats, method) * r2 / rss)
 
 
 def within_group_rss(stats):
@@ -192,7 +195,7 @@ def lambda_derivatives(stats, lam, method):
     if method == "reml":
         a2 = -np.tensordot(c2, classes.ss, axes=1)
         m = a_inv @ a1
-        out["logdet"] += 2.0 * np.log(np.diag(factor[0])).sum()
+        out["logdet"] += log_det_a(factor)
         out["logdet1"] += np.trace(m)
         out["logdet2"] += np.trace(a_inv @ a2) - np.einsum("ij,ji->", m, m)
     return out
@@ -202,5 +205,4 @@ def profiled_slope(stats, lam, method):
     """d profiled_criterion / d lambda, from the exact derivatives: its root is the
     optimum, found to machine precision where the criterion itself is flat."""
     d = lambda_derivatives(stats, lam, method)
-    dof = stats.n_obs - (stats.n_params if method == "reml" else 0)
-    return float(dof * d["rss1"] / d["rss"] + d["logdet1"])
+    return float(denominator(stats, method) * d["rss1"] / d["rss"] + d["logdet1"])

@@ -1,0 +1,100 @@
+"""The scikit-learn glue that every skhlm estimator shares.
+
+Groups from the ``groups`` argument or from ``group_column``, the policy for groups
+not seen in fit, input validation for predict, the public attributes read from a
+:class:`~skhlm.engine.result.FitResult`, and the rule that a failed fit leaves no
+fitted state behind.
+"""
+
+import numpy as np
+import pandas as pd
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from . import _checks
+from .data.groups import as_labels, lookup_groups, split_group_column
+
+
+class GroupedRegressorMixin:
+    """Groups, unseen groups and fitted state for a regressor with random effects.
+
+    A subclass has the parameters ``group_column`` and ``unseen_groups``, fits in
+    ``_fit`` and stores its result with :meth:`_publish`.
+    """
+
+    def __sklearn_is_fitted__(self):
+        return hasattr(self, "_result")
+
+    def _fit_or_nothing(self, *args):
+        """Run ``_fit``; if it fails, remove any fitted state it left."""
+        try:
+            return self._fit(*args)
+        except BaseException:
+            for name in [n for n in vars(self) if n.endswith("_") or n == "_result"]:
+                delattr(self, name)
+            raise
+
+    def _publish(self, result):
+        """Store the fit result and the public attributes derived from it."""
+        self._result = result
+        self.coef_, self.intercept_ = result.coef_and_intercept()
+        s2u, s2e = result.variance_components
+        self.variance_components_ = {"group": s2u, "residual": s2e}
+        self.icc_ = s2u / (s2u + s2e) if s2u > 0 else 0.0
+        self.n_iter_ = result.n_iter
+        self.converged_ = result.converged
+        self.log_likelihood_history_ = result.user_log_likelihood_history
+        self.log_likelihood_ = result.user_log_likelihood
+        self.groups_ = result.levels if result.grouped else np.array([])
+        self.random_effects_, self.random_effects_var_ = result.random_effects
+        self.singular_ = result.singular
+        self.aic_ = result.aic
+        self.bic_ = result.bic
+
+    def _take_groups(self, X, groups):
+        """(X, groups) with the groups taken from ``group_column`` when it is set."""
+        if self.group_column is None:
+            return X, groups
+        if isinstance(self.group_column, bool):  # an Integral, but surely a mistake
+            raise ValueError(
+                f"group_column={self.group_column} is a bool; pass a column name or an "
+                "integer position."
+            )
+        if groups is not None:
+            raise ValueError(
+                f"Got groups both from group_column={self.group_column!r} and from the "
+                "groups argument; pass one. (With metadata routing on, stop the routed "
+                "groups with set_fit_request(groups=False) and "
+                "set_predict_request(groups=False).)"
+            )
+        return split_group_column(X, self.group_column)
+
+    def _validate_for_predict(self, X, groups):
+        """(X as a float array, groups) for predict: fitted, same features, finite."""
+        check_is_fitted(self)
+        X, groups = self._take_groups(X, groups)
+        _checks.numeric_columns(X)
+        X = validate_data(
+            self,
+            _checks.no_columns_as_array(X),
+            dtype=[np.float64, np.float32],
+            reset=False,
+            ensure_min_features=min(self.n_features_in_, 1),
+            ensure_all_finite=False,
+        )
+        _checks.finite(X, feature_names=getattr(self, "feature_names_in_", None))
+        return X, groups
+
+    def _group_index(self, groups, n_samples):
+        """Index into groups_ of each row's group; -1 for an unseen group."""
+        index = lookup_groups(groups, self.groups_, n_samples)
+        if self.unseen_groups == "error" and (index < 0).any():
+            labels = as_labels(groups)[index < 0]
+            unseen = pd.unique(labels)
+            shown = ", ".join(repr(getattr(v, "item", lambda v=v: v)()) for v in unseen[:5])
+            shown += ", ..." if unseen.size > 5 else ""
+            raise ValueError(
+                f"{labels.size} rows belong to {unseen.size} group(s) not seen in fit "
+                f"({shown}) and unseen_groups='error'. Set unseen_groups='population' to "
+                "predict x'beta for them."
+            )
+        return index

@@ -1,0 +1,456 @@
+"""Building the sufficient statistics: add chunks of rows, merge, finalize.
+
+:class:`StatsAccumulator` sums a chunk's rows in one pass (:meth:`~StatsAccumulator.
+add`), combines with another accumulator (:meth:`~StatsAccumulator.merge`), and turns
+its sums into the fit's :class:`~skhlm.data.stats.SufficientStats` and
+:class:`~skhlm.data.units.Standardization` (:meth:`~StatsAccumulator.finalize`).  A
+fit in memory is one ``add`` and one ``finalize``; out-of-core and distributed fits
+are more ``add`` and ``merge`` calls on the same sums.
+
+Each chunk is centered before its cross-products are formed, at a reference point
+near its mean (the mean of a sample of its rows), so large offsets in the data cost
+no digits.  Two accumulators are merged by moving both to their combined mean, as in
+Chan, Golub & LeVeque's pairwise update of the moments: the merged sums are those of
+the data centered at a point near their mean, in whatever order the chunks came.
+Group sums are keyed by label, so a group may span chunks; the groups are ordered by
+size, which the fit's size classes need, only in ``finalize``.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from .._blas import blas_threads
+from .stats import GroupSums, SufficientStats, _mapped_classes, _raw_class_sums, kept_columns
+from .units import Standardization
+
+# Rows per block of the single pass: at most 2**15 rows and 4 MiB of float64, so that
+# the centered block stays in the cache and bounds the extra memory.  At n = 1e6, 2**15
+# rows (2.5 MiB) were fastest for p = 10 (2**16: +15%), and 4096 rows for p = 100, 25%
+# faster than 2**15 rows (26 MiB).
+_BLOCK_ROWS = 1 << 15
+_BLOCK_BYTES = 1 << 22
+
+# Rows in the sample whose mean centers a chunk's columns (all rows below this many).
+_CENTER_SAMPLE_ROWS = 4096
+
+try:
+    # The loop of scipy.sparse's CSC-matrix-times-dense-matrix product, which adds into
+    # its output.  Applied to the indicator of a block's groups, it adds each row to its
+    # group's sums in place: 5-10 ms per 1e6 x 10 rows for 100 to 1e5 groups, where
+    # np.bincount column by column takes 20-45 ms and the public sparse product,
+    # which allocates a fresh (G, p) result per block, up to 190 ms at G = 5e5.
+    from scipy.sparse._sparsetools import csc_matvec as _csc_matvec
+    from scipy.sparse._sparsetools import csc_matvecs as _csc_matvecs
+except ImportError:  # pragma: no cover - a private module of scipy; the fallback is tested
+    _csc_matvec = _csc_matvecs = None
+
+
+class NonFiniteStatistics(ValueError):
+    """The cross-products are not finite: NaN or inf in the data, or overflow."""
+
+
+# A column (or y) whose centered values have a root mean square below this is too
+# small for float64: its squares, ~1e-300, are close to the subnormal range (below
+# 2.2e-308), where products lose digits and then vanish.
+_TINY_RMS = 1e-150
+
+
+class TinyValues(ValueError):
+    """Columns of X or y that vary by amounts too small to square in float64."""
+
+    def __init__(self, spreads, response_spread):
+        # spreads: {column index: largest |value - mean|}; response_spread: y's or None.
+        self.spreads, self.response_spread = spreads, response_spread
+        super().__init__(f"variation too small for float64: X columns {spreads}, y {response_spread}")
+
+
+class _GroupAdder:
+    """Adds rows of a block to their groups' sums in place: ``out[codes[i]] += values[i]``.
+
+    Holds the index and data arrays of the block's (G x m) indicator matrix, the same
+    for every block, so each call allocates nothing of size G.  ``out`` and ``values``
+    are C-contiguous float64; the codes must lie in range(G), which the caller
+    checks once (the sparse loop does not).
+    """
+
+    def __init__(self, max_rows, codes_dtype):
+        index_dtype = codes_dtype if codes_dtype in (np.int32, np.int64) else np.intp
+        self.indptr = np.arange(max_rows + 1, dtype=index_dtype)
+        self.ones = np.ones(max_rows)
+
+    def __call__(self, out, codes, values):
+        n_rows = codes.shape[0]
+        codes = np.ascontiguousarray(codes, dtype=self.indptr.dtype)
+        indptr, ones = self.indptr[: n_rows + 1], self.ones[:n_rows]
+        n_groups = out.shape[0]
+        if _csc_matvecs is None:  # scipy without its private loop: tested
+            from scipy import sparse
+
+            indicator = sparse.csc_array((ones, codes, indptr), shape=(n_groups, n_rows))
+            out += indicator @ values
+        elif values.ndim == 1:
+            _csc_matvec(n_groups, n_rows, indptr, codes, ones, values, out)
+        else:
+            n_cols = values.shape[1]
+            _csc_matvecs(n_groups, n_rows, n_cols, indptr, codes, ones, values.reshape(-1), out.reshape(-1))
+
+
+
+def _centered_cross_products(X, y, codes, n_groups, x_offset, y_offset):
+    """X'X, X'y, y'y and the group sums of the centered data, in one pass over the rows.
+
+    Each block of rows is centered into a reused float64 buffer (the input is never
+    copied whole) and enters X'X by one matrix product.
+    """
+    n, k = X.shape
+    n_block = min(n, _BLOCK_ROWS, max(256, _BLOCK_BYTES // (8 * max(k, 1))))
+    xtx, xty, yty = np.zeros((k, k)), np.zeros(k), 0.0
+    gx, gy = np.zeros((n_groups, k)), np.zeros(n_groups)
+    xc_buffer, yc_buffer = np.empty((n_block, k)), np.empty(n_block)
+    add_to_groups = _GroupAdder(n_block, codes.dtype)
+    # A C-ordered block is centered as one flat vector against the tiled offset: a
+    # contiguous subtraction, 2x faster than broadcasting over rows of k elements.
+    flat = X.flags.c_contiguous
+    tiled_offset = np.tile(x_offset, n_block) if flat else None
+    for start in range(0, n, n_block):
+        stop = min(start + n_block, n)
+        m = stop - start
+        xc, yc = xc_buffer[:m], yc_buffer[:m]
+        if flat:
+            np.subtract(X[start:stop].reshape(-1), tiled_offset[: m * k], out=xc.reshape(-1))
+        else:
+            np.subtract(X[start:stop], x_offset, out=xc)
+        np.subtract(y[start:stop], y_offset, out=yc)
+        block_codes = codes[start:stop]
+        xtx += xc.T @ xc
+        xty += yc @ xc
+        yty += yc @ yc
+        add_to_groups(gx, block_codes, xc)
+        add_to_groups(gy, block_codes, yc)
+    return xtx, xty, float(yty), gx, gy
+
+
+def _refuse_tiny_values(X, y, x_scale, y_scale, x_offset, y_offset):
+    """Raise :class:`TinyValues` for a column or y that varies, but by amounts too
+    small for float64.  One that is constant up to rounding is left to the rank check
+    (columns) or to the identifiability check (y)."""
+
+    def spread(values, offset):
+        # Only on this rare path: a read of the suspect column.
+        deviation = float(np.max(np.abs(values - offset)))
+        return deviation if deviation > 1e-12 * float(np.max(np.abs(values))) else None
+
+    spreads = {int(j): spread(X[:, j], x_offset[j]) for j in np.flatnonzero(x_scale < _TINY_RMS)}
+    spreads = {j: s for j, s in spreads.items() if s is not None}
+    response = spread(y, y_offset) if y.shape[0] and y_scale < _TINY_RMS else None
+    if spreads or response is not None:
+        raise TinyValues(spreads, response)
+
+
+
+@dataclass(frozen=True)
+class _Sums:
+    """A chunk's sums, about its reference point (x_ref, y_ref).
+
+    Rows of the group arrays are groups: row j has ``sizes[j]`` rows of label
+    ``levels[level[j]]`` and their centered sums ``gx[j]``, ``gy[j]``.  The rows are in
+    ascending order of size when ``by_size`` (the order of a GroupCoding).
+    """
+
+    n: int
+    x_ref: np.ndarray  # (k,)
+    y_ref: float
+    xtx: np.ndarray  # (k, k) sum of (x - x_ref)(x - x_ref)'
+    xty: np.ndarray  # (k,)
+    yty: float
+    sizes: np.ndarray  # (G,) int64
+    gx: np.ndarray  # (G, k)
+    gy: np.ndarray  # (G,)
+    level: np.ndarray  # (G,) intp
+    levels: np.ndarray  # (G,) the labels
+    by_size: bool
+
+    def moved_to(self, x_ref, y_ref):
+        """The same sums about another reference point: with d = old - new,
+        sum (x - new)(x - new)' = sum (x - old)(x - old)' + d s' + s d' + n d d',
+        s = sum (x - old), and each group's sums gain n_j d."""
+        dx, dy = self.x_ref - x_ref, self.y_ref - y_ref
+        sx, sy = self.gx.sum(axis=0), float(self.gy.sum())
+        n = self.n
+        return _Sums(
+            n=n,
+            x_ref=x_ref,
+            y_ref=y_ref,
+            xtx=self.xtx + np.outer(dx, sx) + np.outer(sx, dx) + n * np.outer(dx, dx),
+            xty=self.xty + dx * sy + sx * dy + n * dx * dy,
+            yty=self.yty + 2.0 * dy * sy + n * dy * dy,
+            sizes=self.sizes,
+            gx=self.gx + np.multiply.outer(self.sizes, dx),
+            gy=self.gy + self.sizes * dy,
+            level=self.level,
+            levels=self.levels,
+            by_size=self.by_size,
+        )
+
+    def by_label(self):
+        """(sizes, gx, gy) with row i the group of label levels[i]."""
+        order = np.empty_like(self.level)
+        order[self.level] = np.arange(self.level.shape[0])
+        return self.sizes[order], self.gx[order], self.gy[order]
+
+
+def _chunk_sums(X, y, coding, fit_intercept):
+    """One pass over a chunk's rows: its cross-products and group sums, centered at
+    a point near its mean (with an intercept) or at 0."""
+    n, k = X.shape
+    if fit_intercept:
+        # Centering needs a point near the mean, not the mean itself (the intercept
+        # column takes up the rest, see finalize): the mean of an evenly spaced sample
+        # of rows spares a pass over X.
+        step = max(1, n // _CENTER_SAMPLE_ROWS)
+        with np.errstate(invalid="ignore"):  # +inf and -inf in a column: caught below
+            x_offset = X[::step].mean(axis=0, dtype=np.float64)
+            y_offset = float(y[::step].mean(dtype=np.float64))
+    else:
+        x_offset = np.zeros(k)
+        y_offset = 0.0
+    codes, n_groups = coding.codes, coding.n_groups
+    # The sparse loop of the pass writes wherever a code points: check them once.
+    if n and (codes.min() < 0 or codes.max() >= n_groups):
+        raise ValueError(f"codes must lie in range(n_groups={n_groups}).")
+    with blas_threads(k), np.errstate(over="ignore", invalid="ignore"):
+        xtx, xty, yty, gx, gy = _centered_cross_products(X, y, codes, n_groups, x_offset, y_offset)
+    # A NaN or inf in the data, or values whose squares overflow, make these
+    # non-finite: the data need no separate pass to be checked.
+    if not (np.isfinite(xtx).all() and np.isfinite(xty).all() and np.isfinite(yty)):
+        raise NonFiniteStatistics(
+            "The squares of X or y overflow float64 (values beyond about 1e150 in "
+            "magnitude). Rescale them before fitting, e.g. divide by a power of 10."
+        )
+    if n:
+        _refuse_tiny_values(X, y, np.sqrt(np.diag(xtx) / n), float(np.sqrt(yty / n)), x_offset, y_offset)
+    return _Sums(
+        n=n,
+        x_ref=x_offset,
+        y_ref=y_offset,
+        xtx=xtx,
+        xty=xty,
+        yty=yty,
+        sizes=coding.sizes,
+        gx=gx,
+        gy=gy,
+        level=coding.level,
+        levels=coding.levels,
+        by_size=True,
+    )
+
+
+def _sorted_levels(levels):
+    """Whether the labels are in ascending order (False for labels that do not
+    compare, e.g. of mixed types, or for a Categorical's own order)."""
+    try:
+        return bool(np.all(levels[:-1] < levels[1:]))
+    except TypeError:
+        return False
+
+
+def _merged(a, b, fit_intercept):
+    """The sums of two chunks together, by label: about their combined mean with an
+    intercept (both move to it), about 0 without one."""
+    n = a.n + b.n
+    if fit_intercept:
+        x_ref = (a.n * a.x_ref + a.gx.sum(axis=0) + b.n * b.x_ref + b.gx.sum(axis=0)) / n
+        y_ref = float((a.n * a.y_ref + a.gy.sum() + b.n * b.y_ref + b.gy.sum()) / n)
+        a, b = a.moved_to(x_ref, y_ref), b.moved_to(x_ref, y_ref)
+    else:
+        x_ref, y_ref = a.x_ref, a.y_ref
+    # The union of the labels: a's, then b's new ones; sorted when both were.
+    where = pd.Index(a.levels).get_indexer(b.levels)
+    new = where < 0
+    n_old = a.levels.shape[0]
+    where[new] = n_old + np.arange(int(new.sum()))
+    if a.levels.dtype == b.levels.dtype:
+        levels = np.concatenate([a.levels, b.levels[new]])
+    else:  # e.g. int and str labels: kept apart, as pd.Index keeps 1 and "1" apart
+        levels = np.concatenate([a.levels.astype(object), b.levels[new].astype(object)])
+    size_a, gx_a, gy_a = a.by_label()
+    size_b, gx_b, gy_b = b.by_label()
+    sizes = np.concatenate([size_a, np.zeros(int(new.sum()), dtype=size_a.dtype)])
+    gx = np.concatenate([gx_a, np.zeros((int(new.sum()), gx_a.shape[1]))])
+    gy = np.concatenate([gy_a, np.zeros(int(new.sum()))])
+    sizes[where] += size_b
+    gx[where] += gx_b
+    gy[where] += gy_b
+    if _sorted_levels(a.levels) and _sorted_levels(b.levels):
+        order = np.argsort(levels, kind="stable")
+        levels, sizes, gx, gy = levels[order], sizes[order], gx[order], gy[order]
+    return _Sums(
+        n=n,
+        x_ref=x_ref,
+        y_ref=y_ref,
+        xtx=a.xtx + b.xtx,
+        xty=a.xty + b.xty,
+        yty=a.yty + b.yty,
+        sizes=sizes,
+        gx=gx,
+        gy=gy,
+        level=np.arange(levels.shape[0]),
+        levels=levels,
+        by_size=False,
+    )
+
+
+class StatsAccumulator:
+    """The sufficient statistics of a random intercept model, chunk by chunk.
+
+    Parameters
+    ----------
+    fit_intercept : bool, default=True
+        Whether the model has an intercept: the data are centered only then.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skhlm.data.accumulator import StatsAccumulator
+    >>> from skhlm.data.groups import encode_groups
+    >>> rng = np.random.default_rng(0)
+    >>> X, y, g = rng.normal(size=(100, 2)), rng.normal(size=100), np.arange(100) % 7
+    >>> whole = StatsAccumulator()
+    >>> whole.add(X, y, encode_groups(g, 100))
+    >>> parts = StatsAccumulator()
+    >>> parts.add(X[:30], y[:30], encode_groups(g[:30], 30))
+    >>> parts.add(X[30:], y[30:], encode_groups(g[30:], 70))
+    >>> a, b = whole.finalize()[0], parts.finalize()[0]
+    >>> bool(np.allclose(a.xtx, b.xtx) and np.allclose(a.group_ysum, b.group_ysum))
+    True
+    """
+
+    def __init__(self, *, fit_intercept=True):
+        self.fit_intercept = fit_intercept
+        self._sums = None
+
+    @property
+    def n_obs(self):
+        return 0 if self._sums is None else self._sums.n
+
+    def add(self, X, y, coding):
+        """Add a chunk of rows: X (n, k) float, y (n,), their :class:`GroupCoding`.
+
+        Raises NonFiniteStatistics for NaN, inf or overflow, TinyValues for columns
+        that vary by too little for float64, and leaves the sums as they were.
+        """
+        self._combine(_chunk_sums(X, y, coding, self.fit_intercept))
+
+    def merge(self, other):
+        """Add the sums of another accumulator (of the same columns and intercept)."""
+        if other.fit_intercept != self.fit_intercept:
+            raise ValueError("Cannot merge statistics with and without an intercept.")
+        if other._sums is not None:
+            self._combine(other._sums)
+
+    def _combine(self, sums):
+        if self._sums is not None and self._sums.xtx.shape != sums.xtx.shape:
+            raise ValueError(
+                f"The chunk has {sums.xtx.shape[0]} columns; earlier chunks had "
+                f"{self._sums.xtx.shape[0]}."
+            )
+        self._sums = sums if self._sums is None else _merged(self._sums, sums, self.fit_intercept)
+
+    def finalize(self):
+        """Standardize the sums: the fit's statistics and the map back to user units.
+
+        Returns
+        -------
+        stats : SufficientStats
+        standardization : Standardization
+        levels : ndarray of shape (n_groups,)
+            The group labels, in the order of ``stats``' per-group results.
+        """
+        if self._sums is None:
+            raise ValueError("No rows were added.")
+        return _finalize(self._sums, self.fit_intercept)
+
+
+def _finalize(sums, fit_intercept):
+    n, k = sums.n, sums.xtx.shape[0]
+    sizes, gx, gy, level = sums.sizes, sums.gx, sums.gy, sums.level
+    if not sums.by_size:
+        # Groups in order of size (ties in label order), so that each size class is
+        # a contiguous slice (skhlm.data.stats.SizeClasses).
+        level = np.argsort(sizes, kind="stable")
+        sizes, gx, gy = sizes[level], gx[level], gy[level]
+    sizes = sizes.astype(np.float64)
+    with blas_threads(k):
+        raw_classes = _raw_class_sums(sizes, gx, gy)
+
+    # Scale after the pass: the arrays are small and the division is exact enough.
+    # The (G, k) group sums are scaled through the maps below, never in place.
+    x_scale = np.sqrt(np.diag(sums.xtx) / n)
+    y_scale = float(np.sqrt(sums.yty / n))
+    x_scale[x_scale == 0] = 1.0
+    y_scale = y_scale or 1.0
+    xtx = sums.xtx / np.outer(x_scale, x_scale)
+    xty = sums.xty / (x_scale * y_scale)
+    yty = sums.yty / y_scale**2
+    if fit_intercept:
+        # The intercept column's sums are computed, not assumed 0: the columns are
+        # centered at a point near their mean, and the statistics are exactly those
+        # of the design [1, Xc] with that centering.
+        class_sums = raw_classes.sums.sum(axis=0)
+        col_sums = class_sums[1:-1] / x_scale
+        xtx = np.block([[np.array([[n]]), col_sums[None, :]], [col_sums[:, None], xtx]])
+        xty = np.concatenate([[class_sums[-1] / y_scale], xty])
+
+    kept_all = kept_columns(xtx)
+    xtx = xtx[np.ix_(kept_all, kept_all)]
+    xty = xty[kept_all]
+    kept = kept_all[1:] if fit_intercept else kept_all
+
+    # D_j = [n_j, x_j', t_j] -> s_j = [n_j (intercept), x_j[kept] / x_scale[kept]].
+    rows = np.flatnonzero(kept) + 1
+    x_map = np.zeros((k + 2, kept_all.sum()))
+    x_map[rows, np.arange(int(fit_intercept), x_map.shape[1])] = 1.0 / x_scale[kept]
+    if fit_intercept:
+        x_map[0, 0] = 1.0
+    y_map = np.zeros(k + 2)
+    y_map[-1] = 1.0 / y_scale
+    stats = SufficientStats(
+        xtx=xtx,
+        xty=xty,
+        yty=float(yty),
+        n_obs=n,
+        groups=GroupSums(sizes, gx, gy, level, x_map, y_map),
+        classes=_mapped_classes(raw_classes, x_map, y_map),
+    )
+    standardization = Standardization(
+        x_offset=sums.x_ref,
+        x_scale=x_scale,
+        y_offset=sums.y_ref,
+        y_scale=y_scale,
+        fit_intercept=fit_intercept,
+        kept=kept,
+    )
+    return stats, standardization, sums.levels
+
+
+def compute_statistics(X, y, coding, *, fit_intercept=True):
+    """The statistics of one chunk of rows: one ``add`` and ``finalize``.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n, k), float32 or float64
+    y : ndarray of shape (n,)
+    coding : skhlm.data.groups.GroupCoding
+        The rows' groups, numbered in order of size.
+    fit_intercept : bool
+
+    Returns
+    -------
+    stats : SufficientStats
+    standardization : Standardization
+    """
+    accumulator = StatsAccumulator(fit_intercept=fit_intercept)
+    accumulator.add(X, y, coding)
+    return accumulator.finalize()[:2]
