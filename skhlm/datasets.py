@@ -9,12 +9,23 @@ from numbers import Integral, Real
 
 import numpy as np
 import pandas as pd
+from sklearn.utils._param_validation import Interval, validate_params
 
 __all__ = ["make_multilevel_regression", "make_pisa_like"]
 
+# scikit-learn's "random_state" constraint, with a numpy Generator too and no upper
+# bound on an int seed (numpy's default_rng takes any non-negative int).
+_RANDOM_STATE = [None, Interval(Integral, 0, None, closed="left"), np.random.RandomState, np.random.Generator]
+_FRACTION = [Interval(Real, 0, 1, closed="left")]
+
 
 def _rng(random_state):
-    """A numpy Generator from None, an int, a Generator or a RandomState."""
+    """The numpy Generator the data are drawn from.
+
+    An int or None seeds a new Generator, and a Generator is used as it is, as
+    ``np.random.default_rng`` does.  scikit-learn's ``check_random_state`` is not
+    used: it makes a RandomState of an int or None, whose draws are not these.
+    """
     if isinstance(random_state, np.random.RandomState):
         # Seeding from the RandomState (not sharing its private bit generator)
         # works on every numpy and still advances it, as scikit-learn does.
@@ -22,22 +33,14 @@ def _rng(random_state):
     return np.random.default_rng(random_state)
 
 
-def _check_int(value, name, minimum):
-    if not isinstance(value, Integral) or isinstance(value, bool) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}.")
-    return int(value)
-
-
-def _check_fraction(value, name):
-    if not isinstance(value, Real) or not 0.0 <= value < 1.0:
-        raise ValueError(f"{name} must be a number in [0, 1); got {value!r}.")
-    return float(value)
-
-
 def _group_sizes(group_size, n_groups, rng):
-    """Sizes of the groups: an int, a (low, high) tuple drawn uniformly, or one per group."""
-    if isinstance(group_size, Integral) and not isinstance(group_size, bool):
-        return np.full(n_groups, _check_int(group_size, "group_size", 1))
+    """Sizes of the groups: an int, a (low, high) tuple drawn uniformly, or one per group.
+
+    ``validate_params`` has checked that an int is >= 1; the tuple and the array are
+    checked here, against each other's form and ``n_groups``.
+    """
+    if isinstance(group_size, Integral):
+        return np.full(n_groups, int(group_size))
     if isinstance(group_size, tuple):
         if len(group_size) != 2 or not all(
             isinstance(v, Integral) and not isinstance(v, bool) for v in group_size
@@ -88,6 +91,23 @@ def _params(intercept, coef, s2u, s2e, u):
     }
 
 
+@validate_params(
+    {
+        "n_groups": [Interval(Integral, 1, None, closed="left")],
+        "group_size": [Interval(Integral, 1, None, closed="left"), tuple, "array-like"],
+        "n_level1": [Interval(Integral, 0, None, closed="left")],
+        "n_level2": [Interval(Integral, 0, None, closed="left")],
+        "icc": _FRACTION,
+        "coef": ["array-like", None],
+        "intercept": [Interval(Real, None, None, closed="neither")],
+        "total_variance": [Interval(Real, 0, None, closed="neither")],
+        "feature_icc": _FRACTION,
+        "shuffle": ["boolean"],
+        "return_params": ["boolean"],
+        "random_state": _RANDOM_STATE,
+    },
+    prefer_skip_nested_validation=True,
+)
 def make_multilevel_regression(
     n_groups=100,
     group_size=20,
@@ -171,13 +191,8 @@ def make_multilevel_regression(
     >>> params["variance_components"]
     {'group': 0.3, 'residual': 0.7}
     """
-    n_groups = _check_int(n_groups, "n_groups", 1)
-    n_level1 = _check_int(n_level1, "n_level1", 0)
-    n_level2 = _check_int(n_level2, "n_level2", 0)
-    icc = _check_fraction(icc, "icc")
-    feature_icc = _check_fraction(feature_icc, "feature_icc")
-    if not isinstance(total_variance, Real) or not total_variance > 0:
-        raise ValueError(f"total_variance must be a positive number; got {total_variance!r}.")
+    n_groups, n_level1, n_level2 = int(n_groups), int(n_level1), int(n_level2)
+    icc, feature_icc = float(icc), float(feature_icc)
     rng = _rng(random_state)
 
     sizes = _group_sizes(group_size, n_groups, rng)
@@ -239,6 +254,14 @@ def _pisa_population():
     return intercept, s2u, s2e
 
 
+@validate_params(
+    {
+        "n_schools": [Interval(Integral, 1, None, closed="left")],
+        "random_state": _RANDOM_STATE,
+        "return_params": ["boolean"],
+    },
+    prefer_skip_nested_validation=True,
+)
 def make_pisa_like(n_schools=164, *, random_state=2018, return_params=False):
     """Simulate students in schools shaped like PISA 2018 USA math achievement.
 
@@ -300,7 +323,7 @@ def make_pisa_like(n_schools=164, *, random_state=2018, return_params=False):
     >>> {k: round(v, 1) for k, v in params["variance_components"].items()}
     {'group': 1363.0, 'residual': 6129.4}
     """
-    n_schools = _check_int(n_schools, "n_schools", 1)
+    n_schools = int(n_schools)
     rng = _rng(random_state)
     codes = np.repeat(np.arange(n_schools), _group_sizes(_PISA_SCHOOL_SIZE, n_schools, rng))
     desk = (rng.random(codes.shape[0]) < _DESK_RATE).astype(np.int64)

@@ -6,6 +6,8 @@ variance components the inverse Fisher information of the random intercept model
 A correct generator fails one such check with probability below 1e-4.
 """
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -196,13 +198,34 @@ def test_true_parameters_recovered(group_size):
     assert_variances_recovered(model, sizes_of(groups), vc["group"], vc["residual"])
 
 
+# scikit-learn's InvalidParameterError names the parameter, what is allowed and what
+# was given; the checks of group_size's tuple and array forms and of coef are ours.
+RANDOM_STATES = (
+    "None, an int in the range [0, inf), an instance of 'numpy.random.mtrand.RandomState' or "
+    "an instance of 'numpy.random._generator.Generator'"
+)
+BOOLEAN = f"an instance of 'bool' or an instance of 'numpy.{np.bool_.__qualname__}'"
+
+
+def invalid(function, name, allowed, value):
+    """The whole of scikit-learn's message for a parameter that breaks its constraint."""
+    message = f"The {name!r} parameter of {function} must be {allowed}. Got {value!r} instead."
+    return f"^{re.escape(message)}$"
+
+
+def bad(name, allowed, value):
+    return {name: value}, invalid("make_multilevel_regression", name, allowed, value)
+
+
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"n_groups": 0}, "n_groups must be an integer >= 1"),
-        ({"n_groups": 2.5}, "n_groups must be an integer"),
-        ({"n_level1": -1}, "n_level1 must be an integer >= 0"),
-        ({"group_size": 0}, "group_size must be an integer >= 1"),
+        bad("n_groups", "an int in the range [1, inf)", 0),
+        bad("n_groups", "an int in the range [1, inf)", 2.5),
+        bad("n_level1", "an int in the range [0, inf)", -1),
+        bad("n_level2", "an int in the range [0, inf)", 1.0),
+        bad("group_size", "an int in the range [1, inf), an instance of 'tuple' or an array-like", 0),
+        bad("group_size", "an int in the range [1, inf), an instance of 'tuple' or an array-like", 2.5),
         ({"group_size": (0, 4)}, r"1 <= low <= high; got \(0, 4\)"),
         ({"group_size": (6, 4)}, r"1 <= low <= high; got \(6, 4\)"),
         ({"group_size": (2, 4, 6)}, r"must be \(low, high\), two integers"),
@@ -210,12 +233,20 @@ def test_true_parameters_recovered(group_size):
         ({"n_groups": 3, "group_size": [2, 0, 4]}, "every group size must be >= 1"),
         ({"n_groups": 3, "group_size": [2, 4]}, r"3 integers \(one per group\).*shape \(2,\)"),
         ({"n_groups": 3, "group_size": [2.5, 3, 4]}, "dtype float64"),
-        ({"icc": 1.0}, r"icc must be a number in \[0, 1\); got 1.0"),
-        ({"icc": -0.1}, r"icc must be a number in \[0, 1\)"),
-        ({"feature_icc": 1.0}, r"feature_icc must be a number in \[0, 1\)"),
-        ({"total_variance": 0.0}, "total_variance must be a positive number"),
+        bad("icc", "a float in the range [0.0, 1.0)", 1.0),
+        bad("icc", "a float in the range [0.0, 1.0)", -0.1),
+        bad("icc", "a float in the range [0.0, 1.0)", np.nan),
+        bad("feature_icc", "a float in the range [0.0, 1.0)", 1.0),
+        bad("total_variance", "a float in the range (0.0, inf)", 0.0),
+        bad("total_variance", "a float in the range (0.0, inf)", np.inf),
+        bad("intercept", "a float in the range (-inf, inf)", np.nan),
         ({"coef": [1.0, 2.0]}, r"coef must hold 3 finite numbers.*got shape \(2,\)"),
         ({"coef": [1.0, np.nan, 2.0]}, "coef must hold 3 finite numbers"),
+        bad("coef", "an array-like or None", "abc"),
+        bad("shuffle", BOOLEAN, 1),
+        bad("return_params", BOOLEAN, "yes"),
+        bad("random_state", RANDOM_STATES, -1),
+        bad("random_state", RANDOM_STATES, 1.5),
     ],
 )
 def test_bad_arguments_raise(kwargs, message):
@@ -248,6 +279,20 @@ def test_pisa_like_is_deterministic():
     pd.testing.assert_frame_equal(make_pisa_like(), make_pisa_like())
     pd.testing.assert_frame_equal(make_pisa_like(50, random_state=1), make_pisa_like(50, random_state=1))
     assert not make_pisa_like(50, random_state=1).equals(make_pisa_like(50, random_state=2))
+
+
+@pytest.mark.parametrize(
+    "name, allowed, value",
+    [
+        ("n_schools", "an int in the range [1, inf)", 0),
+        ("n_schools", "an int in the range [1, inf)", 10.0),
+        ("random_state", RANDOM_STATES, "2018"),
+        ("return_params", BOOLEAN, None),
+    ],
+)
+def test_pisa_like_bad_arguments_raise(name, allowed, value):
+    with pytest.raises(ValueError, match=invalid("make_pisa_like", name, allowed, value)):
+        make_pisa_like(**{name: value})
 
 
 def test_pisa_like_params():

@@ -9,6 +9,7 @@ only slows a fit down, or lands it on the same point by luck, is caught too.
 import dense
 import numpy as np
 import pytest
+from conftest import simulate_multilevel
 from scipy.optimize import brentq
 
 from skhlm.engine import em as _em
@@ -18,13 +19,11 @@ from skhlm.engine import criterion as obj
 
 
 def unbalanced(seed=3, n_groups=15, s2u=0.5, s2e=1.0):
-    rng = np.random.default_rng(seed)
-    sizes = rng.integers(1, 8, size=n_groups)
-    codes = np.repeat(np.arange(n_groups), sizes)
-    n = codes.size
-    x = np.column_stack([np.ones(n), rng.normal(size=n), rng.normal(size=n_groups)[codes]])
-    y = x @ [0.5, 1.0, -0.7] + rng.normal(scale=np.sqrt(s2u), size=n_groups)[codes]
-    y += rng.normal(scale=np.sqrt(s2e), size=n)
+    """15 groups of 1 to 7 rows; the design has its column of ones."""
+    x, y, codes = simulate_multilevel(
+        seed, n_groups=n_groups, sizes=(1, 8), coef=[0.5, 1.0, -0.7], intercept_column=True,
+        s2u=s2u, s2e=s2e,
+    )
     return x, y, codes, dense.naive_stats(x, y, codes)
 
 

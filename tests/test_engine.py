@@ -1,8 +1,11 @@
 """The private numerics against dense formulas, closed forms and a 1-D optimizer."""
 
+from functools import partial
+
 import dense
 import numpy as np
 import pytest
+from conftest import simulate_multilevel
 from scipy import linalg
 from scipy.optimize import brentq, minimize_scalar
 
@@ -16,15 +19,11 @@ from skhlm.datasets import make_multilevel_regression
 from skhlm.engine import criterion as obj
 
 
-def simulate(seed=0, n_groups=12, low=2, high=9, s2u=0.7, s2e=1.3):
-    rng = np.random.default_rng(seed)
-    sizes = rng.integers(low, high, size=n_groups)
-    codes = np.repeat(np.arange(n_groups), sizes)
-    n = codes.size
-    x = np.column_stack([np.ones(n), rng.normal(size=n), rng.normal(size=n_groups)[codes]])
-    y = x @ [1.0, 0.5, -0.4] + rng.normal(scale=np.sqrt(s2u), size=n_groups)[codes]
-    y += rng.normal(scale=np.sqrt(s2e), size=n)
-    return x, y, codes
+# 12 groups of 2 to 8 rows; the design has its column of ones.
+simulate = partial(
+    simulate_multilevel, n_groups=12, sizes=(2, 9), coef=[1.0, 0.5, -0.4], intercept_column=True,
+    s2u=0.7, s2e=1.3,
+)
 
 
 @pytest.fixture(scope="module")
@@ -192,11 +191,11 @@ def test_acceleration_reaches_the_same_point_in_fewer_iterations(method):
 
 @pytest.mark.parametrize("method", ["ml", "reml"])
 def test_balanced_one_way_anova_closed_form(method):
-    rng = np.random.default_rng(11)
     n_groups, m = 15, 8
-    codes = np.repeat(np.arange(n_groups), m)
-    y = 3.0 + rng.normal(size=n_groups)[codes] + rng.normal(scale=1.5, size=codes.size)
-    x = np.ones((codes.size, 1))
+    x, y, codes = simulate_multilevel(
+        11, n_groups=n_groups, sizes=m, n_within=0, n_between=0, coef=[3.0], intercept_column=True,
+        s2e=1.5**2,
+    )
     means = np.bincount(codes, weights=y) / m
     msw = ((y - means[codes]) ** 2).sum() / (codes.size - n_groups)
     msb = m * ((means - y.mean()) ** 2).sum() / (n_groups - 1)
@@ -262,11 +261,10 @@ def test_optimum_near_the_boundary_converges_without_warning(method):
     """lambda ~ 1e-3: EM's rate tends to 1 there; the profile polish after
     POLISH_AFTER iterations lands on the root of the profiled slope."""
     rng = np.random.default_rng(341)  # found by a scan of 400 random designs
-    n_groups = rng.integers(5, 60)
-    sizes = rng.integers(1, 12, n_groups)
-    codes = np.repeat(np.arange(n_groups), sizes)
-    x = np.column_stack([np.ones(codes.size), rng.normal(size=(codes.size, 2))])
-    y = x[:, 1] - x[:, 2] + rng.normal(size=n_groups)[codes] * 0.2 + rng.normal(size=codes.size)
+    x, y, codes = simulate_multilevel(  # the generator's first draw is the number of groups
+        rng, n_groups=rng.integers(5, 60), sizes=(1, 12), n_within=2, n_between=0,
+        coef=[0.0, 1.0, -1.0], intercept_column=True, s2u=0.04,
+    )
     stats = dense.naive_stats(x, y, codes)
     result = _em.fit(stats, method)
     # The polish runs once POLISH_AFTER iterations are spent, and its root is a fixed
@@ -285,7 +283,7 @@ def test_convergence_is_judged_on_the_relative_change_of_a_tiny_s2u(seed, s2u):
     converges before the polish, with s2u ~ 1e-3 in the standardized statistics.  An
     absolute change of 1e-10 is a relative one of 1e-7 there: judged on it, EM stops
     ~1e-8 short of the optimum."""
-    x, y, codes = simulate(seed=seed, n_groups=30, low=200, high=400, s2u=s2u)
+    x, y, codes = simulate(seed=seed, n_groups=30, sizes=(200, 400), s2u=s2u)
     stats, _ = accumulator.compute_statistics(x[:, 1:], y, encode_groups(codes, codes.size))
     result = _em.fit(stats, "reml")
     assert result.converged and not result.boundary and result.n_iter <= _em.POLISH_AFTER

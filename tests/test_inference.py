@@ -5,10 +5,13 @@ bounds 1e-5 relative, Satterthwaite df 1e-3, p-values 1e-4, profile intervals 1e
 (lme4 interpolates its profile with splines), condVar 1e-6, LRT statistics 1e-6.
 """
 
+from functools import partial
+
 import dense
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import simulate_multilevel
 from lme4_reference import design, fit_keys, reference
 from scipy import stats as st
 from scipy.optimize import approx_fprime, brentq, minimize_scalar
@@ -221,12 +224,9 @@ def test_compare_reml_with_same_fixed_effects_is_the_group_lrt():
 
 def balanced(seed=1, n_groups=15, size=8):
     """Balanced groups; x varies within groups only (zero group means)."""
-    rng = np.random.default_rng(seed)
-    codes = np.repeat(np.arange(n_groups), size)
-    x = rng.normal(size=codes.size)
-    x -= np.bincount(codes, x)[codes] / size
-    y = 1.0 + 0.5 * x + rng.normal(size=n_groups)[codes] + rng.normal(size=codes.size)
-    return x[:, None], y, codes
+    return simulate_multilevel(
+        seed, n_groups=n_groups, sizes=size, n_between=0, center_within=True, intercept=1.0, coef=[0.5]
+    )
 
 
 def test_satterthwaite_closed_forms_balanced():
@@ -272,13 +272,8 @@ def test_deviance_derivatives_equal_finite_differences():
     np.testing.assert_allclose(jacobian, numeric, rtol=1e-6, atol=1e-12)
 
 
-def simulate(seed=0, n_groups=12):
-    rng = np.random.default_rng(seed)
-    codes = np.repeat(np.arange(n_groups), rng.integers(2, 9, size=n_groups))
-    n = codes.size
-    x = np.column_stack([np.ones(n), rng.normal(size=n), rng.normal(size=n_groups)[codes]])
-    y = x @ [1.0, 0.5, -0.4] + rng.normal(size=n_groups)[codes] + rng.normal(size=n)
-    return x, y, codes
+# 12 groups of 2 to 8 rows, s2u = s2e = 1; the design has its column of ones.
+simulate = partial(simulate_multilevel, n_groups=12, sizes=(2, 9), coef=[1.0, 0.5, -0.4], intercept_column=True)
 
 
 @pytest.mark.parametrize("fit_intercept", [True, False])

@@ -6,6 +6,7 @@ import dense
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import simulate_multilevel
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LinearRegression
 
@@ -13,14 +14,11 @@ from skhlm import RandomInterceptRegressor
 
 
 def clustered(seed=0, n_groups=30, s2u=1.0, offset=0.0):
-    rng = np.random.default_rng(seed)
-    sizes = rng.integers(3, 20, size=n_groups)
-    codes = np.repeat(np.arange(n_groups), sizes)
-    n = codes.size
-    X = np.column_stack([rng.normal(size=n) + offset, rng.normal(size=n_groups)[codes] * 10])
-    y = 2.0 + X @ [1.5, -0.2] + rng.normal(scale=np.sqrt(s2u), size=n_groups)[codes]
-    y += rng.normal(size=n)
-    return X, y, codes
+    """30 groups of 3 to 19 rows; a level-1 column and a level-2 one of sd 10."""
+    return simulate_multilevel(
+        seed, n_groups=n_groups, sizes=(3, 20), intercept=2.0, coef=[1.5, -0.2], s2u=s2u,
+        offset=offset, between_scale=10,
+    )
 
 
 @pytest.mark.parametrize("method", ["reml", "ml"])

@@ -10,6 +10,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import simulate_multilevel
 from scipy.optimize import minimize_scalar
 from sklearn.linear_model import LinearRegression
 
@@ -236,21 +237,15 @@ def test_feature_scales_1e_minus6_and_1e6(data):
 
 
 def test_one_giant_group_and_ten_thousand_singletons():
-    rng = np.random.default_rng(5)
-    groups = np.concatenate([np.zeros(90_000, dtype=int), np.arange(1, 10_001)])
-    x = rng.normal(size=(groups.size, 2))
-    u = rng.normal(size=10_001)
-    y = x @ [1.0, -1.0] + u[groups] + rng.normal(size=groups.size)
+    sizes = np.concatenate([[90_000], np.ones(10_000, dtype=int)])
+    x, y, groups = simulate_multilevel(5, sizes=sizes, n_within=2, n_between=0, coef=[1.0, -1.0])
     model = fit(x, y, groups)
     assert model.converged_ and model.n_iter_ <= 30
     assert_profiled_optimum(model)
 
 
 def test_one_hundred_thousand_groups_of_two():
-    rng = np.random.default_rng(6)
-    groups = np.repeat(np.arange(100_000), 2)
-    x = rng.normal(size=(groups.size, 1))
-    y = 0.5 * x[:, 0] + rng.normal(size=100_000)[groups] + rng.normal(size=groups.size)
+    x, y, groups = simulate_multilevel(6, n_groups=100_000, sizes=2, n_between=0, coef=[0.5])
     model = fit(x, y, groups)
     assert model.converged_ and model.n_iter_ <= 30
     assert model.variance_components_["group"] == pytest.approx(1.0, abs=0.05)
