@@ -284,7 +284,10 @@ def _merged(a, b, fit_intercept):
     gx[where] += gx_b
     gy[where] += gy_b
     if _sorted_levels(a.levels) and _sorted_levels(b.levels):
-        order = np.argsort(levels, kind="stable")
+        try:
+            order = np.argsort(levels, kind="stable")
+        except TypeError:  # each side sorts, together they do not (1 and "1"): as given
+            order = slice(None)
         levels, sizes, gx, gy = levels[order], sizes[order], gx[order], gy[order]
     return _Sums(
         n=n,

@@ -74,17 +74,9 @@ class Standardization:
         """A variance (s2u, s2e, a conditional variance): times y_scale^2."""
         return value * self.y_scale**2
 
-    def variance_to_internal(self, value):
-        return value / self.y_scale**2
-
     def response_to_user(self, value):
-        """A deviation of y (a random effect, a residual, a standard deviation):
-        times y_scale.  A level of y also gets ``y_offset``: see ``level_to_user``."""
+        """A deviation of y (a random effect, a standard deviation): times y_scale."""
         return value * self.y_scale
-
-    def level_to_user(self, value):
-        """A value of y itself (a prediction, a bound of the intercept)."""
-        return self.y_offset + self.y_scale * value
 
     def design_rows(self, X):
         """The internal design rows of the user's X: its kept columns centered and
@@ -107,3 +99,30 @@ class Standardization:
         if method == "ml":
             return n_obs * log_sy
         return (n_obs - self.n_params) * log_sy + np.log(self.x_scale[self.kept]).sum()
+
+    # -- The statistics in the user's units (to tell whether two fits saw the same data) --
+
+    def response_sums(self, stats):
+        """n, sum y and sum y^2 in the user's units."""
+        n = stats.n_obs
+        total = self.y_scale * stats.classes.t.sum() + n * self.y_offset
+        squares = self.y_scale**2 * stats.yty + 2.0 * self.y_offset * (total - n * self.y_offset)
+        squares += n * self.y_offset**2
+        return n, total, squares
+
+    def group_response_sums(self, stats):
+        """Each group's sum of y in the user's units, by label."""
+        return self.y_scale * stats.group_ysum + stats.group_sizes * self.y_offset
+
+    def column_moments(self, stats):
+        """The kept columns' means, variances and covariances with y, in the user's
+        units: free of the point the columns were centered at."""
+        n, scale = stats.n_obs, self.x_scale[self.kept]
+        if self.fit_intercept:
+            m, b = stats.xtx[0, 1:] / n, stats.xty[0] / n  # means of the internal columns, y
+            second = stats.xtx[1:, 1:] / n - np.outer(m, m)
+            cross = stats.xty[1:] / n - m * b
+            mean = self.x_offset[self.kept] + scale * m
+        else:
+            second, cross, mean = stats.xtx / n, stats.xty / n, np.zeros(scale.shape)
+        return mean, np.diag(second) * scale**2, cross * scale * self.y_scale

@@ -129,9 +129,7 @@ class FitResult:
         if not self.grouped:
             return np.array([]), np.array([])
         u, var = posterior(self.stats, self.beta, self.s2u, self.s2e)
-        u *= self.units.y_scale
-        var *= self.units.y_scale**2
-        return u, var
+        return self.units.response_to_user(u), self.units.variance_to_user(var)
 
     # -- shared by inference: A(lambda) factored once per result --
 

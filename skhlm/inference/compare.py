@@ -168,22 +168,15 @@ def _fixed_signature(result):
     permuted column; y is checked to be the same apart).  The moments do not depend
     on the point the fit centered the columns at (a sample's mean, so it changes
     when the rows are reordered)."""
-    s, stats = result.units, result.stats
-    n, scale = stats.n_obs, s.x_scale[s.kept]
-    if s.fit_intercept:
-        m, b = stats.xtx[0, 1:] / n, stats.xty[0] / n  # means of the internal columns, y
-        second = stats.xtx[1:, 1:] / n - np.outer(m, m)
-        cross = stats.xty[1:] / n - m * b
-        mean = s.x_offset[s.kept] + scale * m
-    else:
-        second, cross, mean = stats.xtx / n, stats.xty / n, np.zeros(scale.shape)
+    units = result.units
+    mean, variance, cross = units.column_moments(result.stats)
     return (
-        s.fit_intercept,
-        s.kept.size,
-        s.kept.tobytes(),
+        units.fit_intercept,
+        units.kept.size,
+        units.kept.tobytes(),
         _significant(mean),
-        _significant(np.diag(second) * scale**2),
-        _significant(cross * scale * s.y_scale),
+        _significant(variance),
+        _significant(cross),
     )
 
 
@@ -192,32 +185,21 @@ def _significant(values, digits=9):
     return np.array([float(f"{v:.{digits - 1}e}") for v in values]).tobytes()
 
 
-def _response_moments(result):
-    """n, sum y, sum y^2 in the user's units, from the standardized statistics."""
-    s, stats = result.units, result.stats
-    total = s.y_scale * stats.classes.t.sum() + stats.n_obs * s.y_offset
-    squares = s.y_scale**2 * stats.yty + 2.0 * s.y_offset * (total - stats.n_obs * s.y_offset)
-    squares += stats.n_obs * s.y_offset**2
-    return stats.n_obs, total, squares
-
-
-def _group_totals(result):
-    s, stats = result.units, result.stats
-    return s.y_scale * stats.group_ysum + stats.group_sizes * s.y_offset
-
-
 def _check_same_data(results, names):
     first = results[0]
-    n0, total0, squares0 = _response_moments(first)
+    n0, total0, squares0 = first.units.response_sums(first.stats)
     for m, name in zip(results[1:], names[1:]):
-        n, total, squares = _response_moments(m)
+        n, total, squares = m.units.response_sums(m.stats)
         # Sums can cancel to ~0; compare them on the scale of sqrt(n sum y^2).
         atol = _SAME_DATA_RTOL * np.sqrt(n0 * squares0)
         same = n == n0 and np.isclose(squares, squares0, rtol=_SAME_DATA_RTOL, atol=0)
         same = same and np.isclose(total, total0, rtol=0, atol=atol)
         if same and first.grouped and m.grouped:
             same = np.array_equal(first.levels, m.levels) and np.allclose(
-                _group_totals(first), _group_totals(m), rtol=0, atol=atol
+                first.units.group_response_sums(first.stats),
+                m.units.group_response_sums(m.stats),
+                rtol=0,
+                atol=atol,
             )
         if not same:
             raise ValueError(
