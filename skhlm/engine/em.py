@@ -27,7 +27,7 @@ class Limits:
     tol: float = 1e-10
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class EMResult:
     """What the driver returns, in the units of the statistics it was given.
 

@@ -37,27 +37,20 @@ class ModelNames:
 
 
 @dataclass(frozen=True, eq=False)
-class FitResult:
+class FitResult(em.EMResult):
     """A fitted random intercept model, in internal units.
 
-    Fields are those of the driver's :class:`~skhlm.engine.em.EMResult` (``beta``,
-    ``s2u``, ``s2e``, ``n_iter``, ``converged``, ``boundary``,
-    ``log_likelihood_history``), plus what they were fitted on and how.
-    ``levels`` is None for a model fitted without groups.  ``residual_quantiles``
-    (min, quartiles and max of the scaled residuals, for the summary) need the rows
-    a second time: None when they were not computed.
+    The driver's estimates and convergence record (the fields of
+    :class:`~skhlm.engine.em.EMResult`: ``beta``, ``s2u``, ``s2e``, ``n_iter``,
+    ``converged``, ``boundary``, ``log_likelihood_history``), with what they were
+    fitted on and how.  ``levels`` is None for a model fitted without groups.
+    ``residual_quantiles`` (min, quartiles and max of the scaled residuals, for the
+    summary) need the rows a second time: None when they were not computed.
     """
 
     stats: SufficientStats
     units: Standardization
     method: str
-    beta: np.ndarray
-    s2u: float
-    s2e: float
-    n_iter: int
-    converged: bool
-    boundary: bool
-    log_likelihood_history: np.ndarray
     limits: em.Limits = em.Limits()
     levels: np.ndarray | None = None
     names: ModelNames = field(default_factory=ModelNames)

@@ -45,7 +45,7 @@ def main():
     status, same = results(), equivalent()
     by_module = defaultdict(Counter)
     for name, state in status.items():
-        module = name.split(".")[1]
+        module = name.split(".x_")[0].removeprefix("skhlm.")  # e.g. "engine.em"
         by_module[module][state] += 1
         by_module[module]["caught"] += state in CAUGHT
         if name in same:
@@ -56,7 +56,7 @@ def main():
     unknown = sorted(same - status.keys())
     if unknown:
         print(f"stale: {len(unknown)} listed equivalent mutant(s) no longer exist: {unknown[:5]} ...")
-    print(f"{'module':<12} {'mutants':>7} {'caught':>7} {'survived':>8} {'equiv.':>6} {'other':>5} {'score':>6}"
+    print(f"{'module':<22} {'mutants':>7} {'caught':>7} {'survived':>8} {'equiv.':>6} {'other':>5} {'score':>6}"
           f"  {'strict':>6}  (strict: only 'same numbers' mutants left out)")
     total = Counter()
     for module in sorted(by_module):
@@ -65,12 +65,12 @@ def main():
         other = n - c["caught"] - c["survived"]
         score = c["caught"] / (n - c["equivalent"]) if n > c["equivalent"] else float("nan")
         strict = c["caught"] / (n - c["strict"])
-        print(f"{module:<12} {n:>7} {c['caught']:>7} {c['survived']:>8} {c['equivalent']:>6} {other:>5} {score:>6.1%}  {strict:>6.1%}")
+        print(f"{module:<22} {n:>7} {c['caught']:>7} {c['survived']:>8} {c['equivalent']:>6} {other:>5} {score:>6.1%}  {strict:>6.1%}")
         total.update(c)
         total["n"] += n
     score = total["caught"] / (total["n"] - total["equivalent"])
     strict = total["caught"] / (total["n"] - total["strict"])
-    print(f"{'all':<12} {total['n']:>7} {total['caught']:>7} {total['survived']:>8} {total['equivalent']:>6} "
+    print(f"{'all':<22} {total['n']:>7} {total['caught']:>7} {total['survived']:>8} {total['equivalent']:>6} "
           f"{total['n'] - total['caught'] - total['survived']:>5} {score:>6.1%}  {strict:>6.1%}")
 
 
