@@ -93,8 +93,8 @@ def test_moment_start_without_within_group_replication_uses_the_total_rss():
     ],
 )
 def test_feasible_means_finite_and_both_variances_positive(variances, feasible):
-    theta = np.array([0.3, -0.2, *variances])
-    assert bool(_em._feasible(theta)) is feasible
+    params = np.array([0.3, -0.2, *variances])
+    assert bool(_em._feasible(params)) is feasible
 
 
 def test_feasible_requires_finite_coefficients():
@@ -109,30 +109,30 @@ FIXED = np.array([1.0, -2.0, 0.7, 1.3])  # a fixed point with positive variances
 
 
 def contraction(rate, calls=None):
-    """The update theta -> fixed + rate (theta - fixed), recording its inputs."""
+    """The update params -> fixed + rate (params - fixed), recording its inputs."""
 
-    def update(theta):
+    def update(params):
         if calls is not None:
-            calls.append(theta.copy())
-        return FIXED + rate * (theta - FIXED)
+            calls.append(params.copy())
+        return FIXED + rate * (params - FIXED)
 
     return update
 
 
-def closeness(theta):
-    return -float(np.sum((theta - FIXED) ** 2))
+def closeness(params):
+    return -float(np.sum((params - FIXED) ** 2))
 
 
 @pytest.mark.parametrize("rate", [0.3, 0.6, 0.9])
 def test_squarem_lands_on_the_fixed_point_of_a_scalar_contraction(rate):
-    """For theta -> f + c (theta - f), SQUAREM's S3 step length is -1 / (1 - c), and
-    theta - 2 alpha r + alpha^2 v = f exactly: one cycle of three updates."""
-    theta = FIXED + np.array([0.1, 0.2, 0.05, -0.03])
+    """For params -> f + c (params - f), SQUAREM's S3 step length is -1 / (1 - c), and
+    params - 2 alpha r + alpha^2 v = f exactly: one cycle of three updates."""
+    params = FIXED + np.array([0.1, 0.2, 0.05, -0.03])
     update = contraction(rate)
-    new, value, step, n_updates = _em.squarem_step(update, closeness, theta, closeness(theta))
+    new, value, step, n_updates = _em.squarem_step(update, closeness, params, closeness(params))
     np.testing.assert_allclose(new, FIXED, rtol=0, atol=1e-13)
     assert value == pytest.approx(0.0, abs=1e-25)
-    np.testing.assert_allclose(step, update(theta) - theta, rtol=1e-15)
+    np.testing.assert_allclose(step, update(params) - params, rtol=1e-15)
     assert n_updates == 3
 
 
@@ -148,16 +148,16 @@ def test_squarem_after_a_one_step_update_takes_the_double_update():
     """rate 0: the first update reaches the fixed point and alpha is -1 exactly, the
     plain double update; there is nothing to extrapolate."""
     calls = []
-    theta = FIXED + 0.1
-    new, _, _, n_updates = _em.squarem_step(contraction(0.0, calls), closeness, theta, closeness(theta))
+    params = FIXED + 0.1
+    new, _, _, n_updates = _em.squarem_step(contraction(0.0, calls), closeness, params, closeness(params))
     np.testing.assert_array_equal(new, FIXED)
     assert n_updates == 2 and len(calls) == 2
 
 
 def test_squarem_accepts_an_extrapolation_that_keeps_the_objective():
     """A flat objective: the extrapolation does not lower it, so it is taken."""
-    theta = FIXED + np.array([0.1, 0.2, 0.05, -0.03])
-    new, value, _, n_updates = _em.squarem_step(contraction(0.9), lambda t: 1.0, theta, 1.0)
+    params = FIXED + np.array([0.1, 0.2, 0.05, -0.03])
+    new, value, _, n_updates = _em.squarem_step(contraction(0.9), lambda t: 1.0, params, 1.0)
     np.testing.assert_allclose(new, FIXED, atol=1e-13)
     assert value == 1.0 and n_updates == 3
 
@@ -169,8 +169,8 @@ def test_squarem_halves_the_step_toward_the_double_update_then_gives_up():
     d = np.array([0.1, 0.2, 0.05, -0.03])
     calls = []
     update = contraction(rate, calls)
-    theta = FIXED + d
-    new, value, step, n_updates = _em.squarem_step(update, lambda t: -np.inf, theta, 0.0)
+    params = FIXED + d
+    new, value, step, n_updates = _em.squarem_step(update, lambda t: -np.inf, params, 0.0)
 
     expected_alphas = [-1.0 / (1.0 - rate)]
     while True:
@@ -190,7 +190,7 @@ def test_squarem_halves_the_step_toward_the_double_update_then_gives_up():
 
 def test_squarem_refuses_an_infeasible_extrapolation_without_evaluating_it():
     """An extrapolation that leaves the parameter space is not updated from."""
-    theta = FIXED + np.array([0.1, 0.2, -0.65, 0.0])  # s2u 0.05, heading up to 0.7
+    params = FIXED + np.array([0.1, 0.2, -0.65, 0.0])  # s2u 0.05, heading up to 0.7
     calls = []
 
     def update(t):  # moves s2u away from 0 slowly: the extrapolation is huge
@@ -201,9 +201,9 @@ def test_squarem_refuses_an_infeasible_extrapolation_without_evaluating_it():
         assert _em._feasible(t)
         return closeness(t)
 
-    new, value, _, n_updates = _em.squarem_step(update, objective, theta, closeness(theta))
+    new, value, _, n_updates = _em.squarem_step(update, objective, params, closeness(params))
     assert _em._feasible(new)
-    assert value >= closeness(theta)
+    assert value >= closeness(params)
     assert all(_em._feasible(c) for c in calls)
 
 
@@ -220,16 +220,16 @@ def test_profile_polish_finds_the_root_of_the_slope_from_far_and_near(record_cal
     x, y, codes, stats = unbalanced()
     lam_hat = exact_root(stats, method)
     s2e_start = 2.5  # not 1: the start's lambda is s2u / s2e, not s2u * s2e
-    theta = np.array([0.0, 0.0, 0.0, lam_hat * start_factor * s2e_start, s2e_start])
+    params = np.array([0.0, 0.0, 0.0, lam_hat * start_factor * s2e_start, s2e_start])
     calls = record_calls(obj, "profiled_slope")
-    polished = _em.profile_polish(stats, method, theta)
+    polished = _em.profile_polish(stats, method, params)
     seen = [lam for _, lam, _ in calls]
 
     beta, s2u, s2e = steps.split(polished)
     assert s2u / s2e == pytest.approx(lam_hat, rel=1e-12)
     assert s2e == pytest.approx(obj.profiled_s2e(stats, lam_hat, method), rel=1e-12)
     np.testing.assert_allclose(beta, obj.gls_beta(stats, lam_hat)[0], rtol=1e-10)
-    # The bracket starts at one unit of log(lambda) either side of theta's lambda
+    # The bracket starts at one unit of log(lambda) either side of params's lambda
     # and widens by two units on the side whose sign is wrong.
     center = np.log(lam_hat * start_factor)
     lows, highs = np.log(seen[0:2 * 40:2]), np.log(seen[1:2 * 40:2])
@@ -255,8 +255,8 @@ def test_profile_polish_leaves_theta_when_there_is_no_interior_root():
     y -= np.bincount(codes, y)[codes] / 5  # every group mean is 0: no between-group variance
     stats = dense.naive_stats(x, y + 3.0, codes)
     assert obj.boundary_slope(stats, "reml") >= 0
-    theta = np.array([3.0, 0.2, 1.0])
-    np.testing.assert_array_equal(_em.profile_polish(stats, "reml", theta), theta)
+    params = np.array([3.0, 0.2, 1.0])
+    np.testing.assert_array_equal(_em.profile_polish(stats, "reml", params), params)
 
 
 # -- the boundary fit --
@@ -271,8 +271,8 @@ def test_boundary_fit_is_ols_with_one_iteration(method, dof):
     np.testing.assert_allclose(result.beta, beta, rtol=1e-10)
     assert result.s2u == 0.0 and result.boundary and result.converged and result.n_iter == 1
     assert result.s2e == pytest.approx(rss / (y.size - (3 if method == "reml" else 0)), rel=1e-12)
-    theta = np.concatenate([beta, [0.0, result.s2e]])
-    assert result.log_likelihood_history[0] == pytest.approx(steps.log_likelihood(stats, theta, method), rel=1e-12)
+    params = np.concatenate([beta, [0.0, result.s2e]])
+    assert result.log_likelihood_history[0] == pytest.approx(steps.log_likelihood(stats, params, method), rel=1e-12)
 
 
 def test_boundary_fit_of_an_exact_fit_has_an_infinite_likelihood():

@@ -87,9 +87,9 @@ def test_ml_em_update_equals_per_group_formulas(small):
     np.testing.assert_allclose(np.concatenate([got[0], got[1:]]),
                                np.concatenate([beta, [s2u_new, s2e_new]]), rtol=1e-11)
     # The full update (ECME) then takes beta by GLS at the new variances.
-    theta = steps.ml_update(stats, np.concatenate([beta_old, [s2u, s2e]]), factor)
-    np.testing.assert_allclose(theta[-2:], [s2u_new, s2e_new], rtol=1e-11)
-    np.testing.assert_allclose(theta[:-2], obj.gls_beta(stats, s2u_new / s2e_new)[0], rtol=1e-12)
+    params = steps.ml_update(stats, np.concatenate([beta_old, [s2u, s2e]]), factor)
+    np.testing.assert_allclose(params[-2:], [s2u_new, s2e_new], rtol=1e-11)
+    np.testing.assert_allclose(params[:-2], obj.gls_beta(stats, s2u_new / s2e_new)[0], rtol=1e-12)
 
 
 def test_reml_e_step_equals_dense_posterior(small):
