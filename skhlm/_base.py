@@ -81,16 +81,31 @@ class GroupedRegressorMixin:
             ensure_min_features=min(self.n_features_in_, 1),
             ensure_all_finite=False,
         )
-        _checks.finite(X, feature_names=getattr(self, "feature_names_in_", None))
+        _checks.finite(X, getattr(self, "feature_names_in_", None), when="predicting")
         return X, groups
+
+    def _warn_population(self, estimator_name):
+        """Say that predict without groups ignores the group intercepts of a model
+        fitted with them: inside model selection tools the groups silently miss."""
+        _checks.warn(
+            f"{estimator_name}.predict got no groups, so it returned population-level "
+            "predictions (x'beta), without the group intercepts the model was fitted "
+            "with. Pass predict(X, groups=labels). cross_val_predict, cross_val_score "
+            "and scikit-learn's scorers pass no groups to predict, even with metadata "
+            "routing: set group_column so that the labels travel in X. For "
+            "population-level predictions on purpose, pass population=True (lme4's "
+            "re.form = NA)."
+        )
 
     def _group_index(self, groups, n_samples):
         """Index into groups_ of each row's group; -1 for an unseen group."""
         index = lookup_groups(groups, self.groups_, n_samples)
+        if n_samples and (index < 0).all():
+            _checks.unseen_label_types(as_labels(groups), self.groups_)
         if self.unseen_groups == "error" and (index < 0).any():
             labels = as_labels(groups)[index < 0]
             unseen = pd.unique(labels)
-            shown = ", ".join(repr(getattr(v, "item", lambda v=v: v)()) for v in unseen[:5])
+            shown = ", ".join(repr(_checks.scalar(v)) for v in unseen[:5])
             shown += ", ..." if unseen.size > 5 else ""
             raise ValueError(
                 f"{labels.size} rows belong to {unseen.size} group(s) not seen in fit "

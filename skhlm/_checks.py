@@ -8,6 +8,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
+from .data.groups import is_polars
 from .engine import criterion as crit
 
 # Below this many groups s2u rests on too few group intercepts to be estimated
@@ -46,14 +47,17 @@ def no_columns_as_array(X):
 
 
 def numeric_columns(X):
-    """Refuse a DataFrame with non-numeric columns, naming them."""
-    if not isinstance(X, pd.DataFrame):
+    """Refuse a DataFrame (pandas or polars) with non-numeric columns, naming them."""
+    if is_polars(X):
+        bad = [n for n, t in X.schema.items() if not (t.is_numeric() or str(t) == "Boolean")]
+    elif isinstance(X, pd.DataFrame):
+        bad = [
+            name
+            for name, dtype in X.dtypes.items()
+            if not (pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype))
+        ]
+    else:
         return
-    bad = [
-        name
-        for name, dtype in X.dtypes.items()
-        if not (pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype))
-    ]
     if bad:
         raise ValueError(
             f"X has non-numeric column(s) {bad}. Encode them first (e.g. OneHotEncoder in "
@@ -79,8 +83,9 @@ def finite_response(y):
             )
 
 
-def finite(X, feature_names=None):
-    """Refuse NaN or infinite values in X, counting them and naming their columns.
+def finite(X, feature_names=None, when="fitting"):
+    """Refuse NaN or infinite values in X, counting them and naming their columns;
+    ``when`` says what the caller is doing ("fitting", "predicting").
 
     The sum is a one-pass test (a non-finite value makes it non-finite); the
     element-wise test runs only when it fails.
@@ -96,7 +101,7 @@ def finite(X, feature_names=None):
             raise ValueError(
                 f"X contains {int(per_column.sum())} NaN or infinite value(s), by column: "
                 f"{where}. Drop those rows or impute the values (e.g. "
-                "sklearn.impute.SimpleImputer in a Pipeline) before fitting."
+                f"sklearn.impute.SimpleImputer in a Pipeline) before {when}."
             )
 
 
@@ -185,3 +190,59 @@ def identifiable(stats, grouped):
             "likelihood has no maximum. Model the group means instead (one row per "
             "group, ordinary regression), or check the groups."
         )
+
+
+def binary_response(y):
+    """Warn when y takes two values only: the model is for a continuous response.
+    Two values among the first 64 rows are rare for a continuous y, so the full
+    check (a sort of y) runs only then."""
+    if np.unique(y[:64]).size > 2:
+        return
+    values = np.unique(y)
+    if values.size == 2:
+        shown = " and ".join(f"{v:g}" for v in values)
+        warn(
+            f"y takes only two values ({shown}). RandomInterceptRegressor fits a linear "
+            "(Gaussian) mixed model for a continuous response; on a binary outcome it is "
+            "a linear probability model, with predictions outside [0, 1] and wrong "
+            "standard errors. A binary outcome needs a logistic mixed model (lme4's "
+            "glmer(..., family = binomial)), which skhlm does not fit."
+        )
+
+
+def label_kind(labels):
+    """"number", "string" or "other": the kind of a label array, by its dtype or, for
+    objects, by its first label."""
+    kind = labels.dtype.kind
+    if kind in "iufb":
+        return "number"
+    if kind in "US":
+        return "string"
+    if kind == "O" and labels.size:
+        first = labels[0]
+        if isinstance(first, str):
+            return "string"
+        if isinstance(first, (int, float, np.number)) and not isinstance(first, bool):
+            return "number"
+    return "other"
+
+
+def scalar(value):
+    """A numpy scalar as the Python value it holds, for messages."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def unseen_label_types(labels, levels):
+    """Warn when no label given to predict was seen in fit and they are of another
+    kind than fit's (1 against "1"): every row would silently be a new group."""
+    given, fitted = label_kind(labels), label_kind(levels)
+    if given == fitted or "other" in (given, fitted):
+        return
+    warn(
+        f"None of the {labels.size} group labels given to predict was seen in fit: they "
+        f"are {given}s (e.g. {scalar(labels[0])!r}) and fit's were {fitted}s (e.g. "
+        f"{scalar(levels[0])!r}), "
+        "so every row gets the population-level prediction. skhlm matches labels by "
+        "value and type, as pandas does: 1 and '1' are different groups. Convert the "
+        f"labels to fit's type, e.g. groups.astype({'str' if fitted == 'string' else 'int'})."
+    )

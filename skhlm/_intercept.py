@@ -226,6 +226,7 @@ class RandomInterceptRegressor(GroupedRegressorMixin, RegressorMixin, BaseEstima
             ensure_min_features=0 if intercept_only else 1,
             ensure_all_finite=False,
         )
+        _checks.binary_response(y)
         feature_names = getattr(self, "feature_names_in_", None)
         n_samples = X.shape[0]
         if groups is None:
@@ -269,7 +270,7 @@ class RandomInterceptRegressor(GroupedRegressorMixin, RegressorMixin, BaseEstima
             self._publish(replace(result, residual_quantiles=quantiles))
         return self
 
-    def predict(self, X, groups=None, return_std=False):
+    def predict(self, X, groups=None, return_std=False, *, population=False):
         """Predict, with the group's random intercept where the group is known.
 
         Parameters
@@ -278,11 +279,18 @@ class RandomInterceptRegressor(GroupedRegressorMixin, RegressorMixin, BaseEstima
         groups : array-like of shape (n_samples,), default=None
             Group labels.  A group seen in fit gets ``x' beta + u_j`` (the BLUP);
             a new group gets the population-level ``x' beta`` (or an error, see
-            ``unseen_groups``); no groups at all gives ``x' beta`` for every row.
+            ``unseen_groups``).  Labels match by value and type, as in pandas: 1
+            and "1" are different groups (a warning says so when no label was seen
+            in fit and their type differs from fit's).  Without groups every row
+            gets ``x' beta``, with a warning for a model fitted with groups.
         return_std : bool, default=False
             Also return the standard deviation of a new observation at each row:
             the square root of ``x' Cov(beta) x + condVar_j + s2e`` for a seen
             group and ``x' Cov(beta) x + s2u + s2e`` for a new one.
+        population : bool, default=False
+            Predict ``x' beta`` for every row, as for a group not seen in fit, with
+            no warning: lme4's ``predict(..., re.form = NA)``.  ``groups`` is then
+            ignored.
 
         Returns
         -------
@@ -293,7 +301,9 @@ class RandomInterceptRegressor(GroupedRegressorMixin, RegressorMixin, BaseEstima
         X, groups = self._validate_for_predict(X, groups)
         y_pred = X @ self.coef_ + self.intercept_
         index = np.full(X.shape[0], -1)
-        if groups is not None:
+        if groups is None and not population and self.groups_.size:
+            self._warn_population(type(self).__name__)
+        if groups is not None and not population:
             index = self._group_index(groups, X.shape[0])
             seen = index >= 0
             y_pred[seen] += self.random_effects_[index[seen]]

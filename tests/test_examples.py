@@ -39,6 +39,12 @@ def test_quickstart():
     icc = number(r"RIM0: ICC = \d+ / \(\d+ \+ \d+\) = ([\d.]+)", out)
     assert 0.15 < icc < 0.25  # the seed's 0.19, up to sampling error
     assert 7 < number(r"scores ([\d.]+) points more", out) < 11  # desk, the seed's 8.77
+    # The article's stratio (0.55) is set against the simulated estimate and its SE.
+    estimate = number(r"one more student per teacher goes with ([\d.]+) points", out)
+    se = number(r"one more student per teacher goes with [\d.]+ points \(SE ([\d.]+)", out)
+    distance = number(r"0\.55 lies ([\d.]+) SE from it", out)
+    assert distance == pytest.approx(abs(estimate - 0.55) / se, abs=0.06)
+    assert "The 'seed' values quoted below are the article's, from the real PISA sample" in out
     chisq = number(r"RIM2\s+6(?:\s+\S+){5}\s+([\d.]+)", out)  # anova: RIM1 vs RIM2
     assert chisq > 0
     # The README shows RIM1's printed summary: it must be the one the example prints.

@@ -62,7 +62,9 @@ def test_predict_seen_new_and_no_groups():
     X, y, codes = clustered()
     model = RandomInterceptRegressor().fit(X, y, groups=codes)
     population = X @ model.coef_ + model.intercept_
-    np.testing.assert_allclose(model.predict(X), population)
+    with pytest.warns(UserWarning, match="predict got no groups, so it returned population-level"):
+        np.testing.assert_allclose(model.predict(X), population)
+    np.testing.assert_allclose(model.predict(X, population=True), population)
     labels = np.where(np.arange(len(y)) % 2 == 0, codes, 1000 + codes)  # half new
     pred = model.predict(X, groups=labels)
     seen = labels < 1000
@@ -74,7 +76,7 @@ def test_blups_sum_of_residuals_shrunk():
     """u_j = s2u r_j / (s2e + n_j s2u) in user units: the partial-pooling formula."""
     X, y, codes = clustered()
     model = RandomInterceptRegressor(method="ml").fit(X, y, groups=codes)
-    r = np.bincount(codes, weights=y - model.predict(X))
+    r = np.bincount(codes, weights=y - model.predict(X, population=True))
     n_j = np.bincount(codes)
     s2u, s2e = model.variance_components_["group"], model.variance_components_["residual"]
     np.testing.assert_allclose(model.random_effects_, s2u * r / (s2e + n_j * s2u), rtol=1e-10)
@@ -103,7 +105,7 @@ def test_dataframe_features_and_intercept_only():
     null = RandomInterceptRegressor().fit(frame[[]], y, groups=codes)
     assert null.coef_.shape == (0,)
     assert null.n_features_in_ == 0
-    assert null.predict(frame[[]]) == pytest.approx(np.full(len(y), null.intercept_))
+    assert null.predict(frame[[]], population=True) == pytest.approx(np.full(len(y), null.intercept_))
     # An intercept-only REML fit of a balanced layout: the intercept is the grand mean.
     balanced = np.repeat(np.arange(10), 5)
     yb = np.random.default_rng(1).normal(size=50) + balanced * 0.3

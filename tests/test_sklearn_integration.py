@@ -77,25 +77,29 @@ def test_pipeline_with_step_parameters_and_no_routing(data):
     pipe = Pipeline([("scale", StandardScaler()), ("hlm", RandomInterceptRegressor())])
     pipe.fit(X, y, hlm__groups=groups)
     conditional = pipe.predict(X, groups=groups)  # predict params go to the last step
-    assert not np.allclose(conditional, pipe.predict(X))
-    assert r2_score(y, conditional) > r2_score(y, pipe.predict(X)) + 0.2
+    population = pipe.predict(X, population=True)
+    with pytest.warns(UserWarning, match="predict got no groups"):
+        np.testing.assert_array_equal(pipe.predict(X), population)
+    assert r2_score(y, conditional) > r2_score(y, population) + 0.2
 
 
 def test_cross_validate_group_kfold_with_routing(data, routing):
     X, y, groups = data
     cv = GroupKFold(n_splits=4)
-    result = cross_validate(
-        RandomInterceptRegressor(), X, y, cv=cv, params={"groups": groups},
-        scoring=["r2", "neg_mean_squared_error"], return_estimator=True, return_indices=True,
-    )
+    # Scorers call predict without groups, even with routing: it says so.
+    with pytest.warns(UserWarning, match="predict got no groups"):
+        result = cross_validate(
+            RandomInterceptRegressor(), X, y, cv=cv, params={"groups": groups},
+            scoring=["r2", "neg_mean_squared_error"], return_estimator=True, return_indices=True,
+        )
     for k, (train, test) in enumerate(zip(result["indices"]["train"], result["indices"]["test"])):
         assert set(groups.iloc[train]).isdisjoint(groups.iloc[test])  # the splitter got groups
         fitted = result["estimator"][k]
         assert set(fitted.groups_) == set(groups.iloc[train])  # and so did the model
         # Scorers call predict without groups: population-level, as for new schools.
-        expected = r2_score(y.iloc[test], fitted.predict(X.iloc[test]))
+        expected = r2_score(y.iloc[test], fitted.predict(X.iloc[test], population=True))
         assert result["test_r2"][k] == pytest.approx(expected, rel=1e-12)
-        mse = np.mean((y.iloc[test] - fitted.predict(X.iloc[test])) ** 2)
+        mse = np.mean((y.iloc[test] - fitted.predict(X.iloc[test], population=True)) ** 2)
         assert result["test_neg_mean_squared_error"][k] == pytest.approx(-mse, rel=1e-12)
 
 
@@ -104,13 +108,17 @@ def population_scores(model, X, y, groups, cv):
     scores = []
     for train, test in cv.split(X, y, groups):
         fitted = clone(model).fit(X.iloc[train], y.iloc[train], groups=groups.iloc[train])
-        scores.append(r2_score(y.iloc[test], fitted.predict(X.iloc[test])))
+        scores.append(r2_score(y.iloc[test], fitted.predict(X.iloc[test], population=True)))
     return np.array(scores)
 
 
 def test_cross_val_score_with_routing(data, routing):
     X, y, groups = data
-    scores = cross_val_score(RandomInterceptRegressor(), X, y, cv=GroupKFold(3), params={"groups": groups})
+    # The estimator's own score gets the routed groups: unseen in the fold, so the
+    # predictions are population-level, with no warning.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        scores = cross_val_score(RandomInterceptRegressor(), X, y, cv=GroupKFold(3), params={"groups": groups})
     expected = population_scores(RandomInterceptRegressor(), X, y, groups, GroupKFold(3))
     np.testing.assert_allclose(scores, expected, rtol=1e-12)
 
@@ -146,7 +154,9 @@ def test_grid_search_with_group_column_and_no_routing(data):
     search = GridSearchCV(
         RandomInterceptRegressor(group_column="school"), {"method": ["reml", "ml"]}, cv=KFold(4)
     )
-    search.fit(Xg, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the groups reach predict: nothing to say
+        search.fit(Xg, y)
     best = search.best_estimator_
     assert list(best.feature_names_in_) == ["x1", "x2", "z1"]
     # score() read the groups from the column: conditional R^2 of each fold.
@@ -159,6 +169,25 @@ def test_grid_search_with_group_column_and_no_routing(data):
     ])
     assert search.best_score_ == pytest.approx(expected, rel=1e-12)
     assert best.score(Xg, y) > r2_score(y, best.predict(X.assign(school="new"))) + 0.2
+
+
+def test_cross_val_predict_says_when_the_groups_miss_predict(data, routing):
+    """With routing, cross_val_predict gives fit the groups but not predict: the
+    predictions are population-level, and a warning names both fixes.  With
+    group_column they are the conditional ones, with no warning."""
+    X, y, groups = data
+    cv = KFold(5, shuffle=True, random_state=0)
+    with pytest.warns(UserWarning) as record:
+        routed = cross_val_predict(RandomInterceptRegressor(), X, y, cv=cv, params={"groups": groups})
+    messages = {str(w.message) for w in record}
+    assert len(messages) == 1 and "set group_column" in messages.pop()
+    assert len(record) == 5  # once per fold
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        column = cross_val_predict(RandomInterceptRegressor(group_column="school"), with_column(X, groups), y, cv=cv)
+    rmse = {name: np.sqrt(np.mean((y - p) ** 2)) for name, p in [("routed", routed), ("column", column)]}
+    assert rmse["column"] < 0.8 * rmse["routed"]
+    np.testing.assert_allclose(column, manual_cv(RandomInterceptRegressor(), X, y, groups, cv), rtol=1e-10)
 
 
 def test_cross_val_predict_with_group_column(data):
@@ -238,7 +267,7 @@ def test_unseen_groups_population_or_error(data):
     X, y, groups = data
     train = groups != "school-03"
     model = RandomInterceptRegressor().fit(X[train], y[train], groups=groups[train])
-    population = model.predict(X[~train])
+    population = model.predict(X[~train], population=True)
     np.testing.assert_allclose(model.predict(X[~train], groups=groups[~train]), population)
     strict = clone(model).set_params(unseen_groups="error").fit(X[train], y[train], groups=groups[train])
     n_rows = int((~train).sum())

@@ -10,9 +10,22 @@ import numpy as np
 import pandas as pd
 
 
+def is_polars(X):
+    """Whether X is a polars DataFrame or Series (polars is not imported)."""
+    return type(X).__module__.split(".")[0] == "polars"
+
+
 def _as_1d(groups, name="groups"):
     if isinstance(groups, (pd.Series, pd.Index, pd.Categorical)):
         return groups
+    if isinstance(groups, str):
+        raise ValueError(
+            f"{name}={groups!r} is a string, not one label per row. To take the groups "
+            f"from the column {groups!r} of X, pass group_column={groups!r} to the "
+            f"estimator, or pass the column itself: {name}=X[{groups!r}]."
+        )
+    if is_polars(groups):
+        groups = groups.to_numpy()
     if isinstance(groups, pd.DataFrame):
         if groups.shape[1] != 1:
             raise ValueError(
@@ -193,9 +206,11 @@ def split_group_column(X, group_column):
                 f"X has no column {group_column!r} (group_column); its columns are "
                 f"[{shown}].{hint} {_PASSTHROUGH_HINT}"
             )
+        if is_polars(X):
+            return X.drop(group_column), X.get_column(group_column)
         return X.drop(columns=group_column), X[group_column]
 
-    if not hasattr(X, "iloc"):
+    if not (hasattr(X, "iloc") or is_polars(X)):
         X = np.asarray(X)
         if X.ndim != 2:
             raise ValueError(
@@ -207,6 +222,9 @@ def split_group_column(X, group_column):
             f"group_column={group_column} is out of range: X has {n_columns} columns. "
             f"{_PASSTHROUGH_HINT}"
         )
+    if is_polars(X):
+        name = X.columns[group_column]
+        return X.drop(name), X.get_column(name)
     if hasattr(X, "iloc"):
         return X.drop(columns=X.columns[group_column]), X.iloc[:, group_column]
     return np.delete(X, group_column, axis=1), X[:, group_column]

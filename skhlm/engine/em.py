@@ -100,7 +100,16 @@ def squarem_step(update, objective, params, current):
 
 
 def fit(
-    stats, method, *, limits=Limits(), start=None, grouped=True, accelerate=True, verbose=0, purpose="fit"
+    stats,
+    method,
+    *,
+    limits=Limits(),
+    start=None,
+    grouped=True,
+    accelerate=True,
+    verbose=0,
+    log_jacobian=0.0,
+    purpose="fit",
 ):
     """Fit the model by EM, from moment starting values or from ``start``.
 
@@ -121,6 +130,9 @@ def fit(
         SQUAREM (True) or plain EM (False).  With acceleration, a fit still not
         converged after ``POLISH_AFTER`` iterations is finished by
         :func:`profile_polish`; EM then confirms the fixed point.
+    verbose : int
+        Print each iteration's log-likelihood, minus ``log_jacobian`` (what
+        standardizing added to it: skhlm.data.units), so in the user's units.
     purpose : {"fit", "ml refit"}
         What the fit is for: it names the fit in the ConvergenceWarning.
 
@@ -171,7 +183,8 @@ def fit(
         history.append(current)
         change = parameter_change(step, params)
         if verbose:
-            print(f"EM iteration {n_iter:4d}  log-likelihood {current:.10f}  change {change:.3e}")
+            user = current - log_jacobian
+            print(f"EM iteration {n_iter:4d}  log-likelihood {user:.10f}  change {change:.3e}")
         if change <= limits.tol:
             converged = True
             break

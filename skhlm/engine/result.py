@@ -158,5 +158,13 @@ class FitResult(em.EMResult):
 
 def fit(stats, units, method, *, limits=em.Limits(), levels=None, names=ModelNames(), start=None, verbose=0):
     """Run the EM driver and wrap its estimates in a :class:`FitResult`."""
-    result = em.fit(stats, method, limits=limits, start=start, grouped=levels is not None, verbose=verbose)
+    result = em.fit(
+        stats,
+        method,
+        limits=limits,
+        start=start,
+        grouped=levels is not None,
+        verbose=verbose,
+        log_jacobian=units.log_jacobian(stats.n_obs, method),
+    )
     return FitResult(stats=stats, units=units, method=method, limits=limits, levels=levels, names=names, **vars(result))

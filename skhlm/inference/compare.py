@@ -6,6 +6,7 @@ import pandas as pd
 from scipy import stats as st
 from sklearn.utils.validation import check_is_fitted
 
+from .._base import GroupedRegressorMixin
 from .._blas import small_matrix_blas
 from ..engine import criterion as crit
 
@@ -62,7 +63,13 @@ def compare(*models, refit=False, names=None):
     """
     if len(models) < 2:
         raise ValueError(f"compare needs two or more fitted models, got {len(models)}.")
-    for m in models:
+    for k, m in enumerate(models):
+        if not isinstance(m, GroupedRegressorMixin):
+            raise TypeError(
+                "compare takes fitted skhlm models (RandomInterceptRegressor); model "
+                f"{k + 1} is a {type(m).__name__}. For a Pipeline, pass its last step, "
+                "pipeline[-1]."
+            )
         check_is_fitted(m)
     names = [f"m{k + 1}" for k in range(len(models))] if names is None else list(names)
     if len(names) != len(models):

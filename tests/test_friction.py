@@ -1,0 +1,193 @@
+"""What a new user tripped over: population predictions, label types, polars, the
+verbose log, and messages that say what to do."""
+
+import re
+import warnings
+
+import numpy as np
+import pytest
+from sklearn.compose import ColumnTransformer
+from sklearn.linear_model import LinearRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from skhlm import RandomInterceptRegressor, compare
+from skhlm.datasets import make_multilevel_regression
+
+pl = pytest.importorskip("polars")  # in the test extra; skipped only outside it
+
+
+@pytest.fixture(scope="module")
+def data():
+    X, y, groups = make_multilevel_regression(
+        n_groups=30, group_size=(5, 20), n_level1=2, n_level2=1, icc=0.4, random_state=3
+    )
+    return X, y, groups.to_numpy()
+
+
+def quiet(function, *args, **kwargs):
+    """Call ``function``, failing on any warning."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        return function(*args, **kwargs)
+
+
+# -- population-level predictions --
+
+
+def test_population_true_predicts_x_beta_without_a_warning(data):
+    X, y, groups = data
+    model = RandomInterceptRegressor().fit(X, y, groups=groups)
+    population = X.to_numpy() @ model.coef_ + model.intercept_
+    np.testing.assert_allclose(quiet(model.predict, X, population=True), population, rtol=1e-12)
+    # The groups are ignored, and the sd is that of a new group's observation.
+    np.testing.assert_allclose(quiet(model.predict, X, groups=groups, population=True), population, rtol=1e-12)
+    _, sd = quiet(model.predict, X[:3], groups=groups[:3], return_std=True, population=True)
+    _, new = quiet(model.predict, X[:3], groups=[10**6] * 3, return_std=True)
+    np.testing.assert_allclose(sd, new, rtol=1e-12)
+    with pytest.warns(UserWarning, match="re.form = NA"):
+        np.testing.assert_allclose(model.predict(X), population, rtol=1e-12)
+
+
+def test_a_model_fitted_without_groups_predicts_without_a_warning(data):
+    X, y, _ = data
+    with pytest.warns(UserWarning, match="got no groups"):
+        model = RandomInterceptRegressor().fit(X, y)
+    quiet(model.predict, X)
+
+
+# -- label types --
+
+
+def test_labels_of_another_type_than_fits_are_said_to_match_nothing(data):
+    X, y, groups = data
+    model = RandomInterceptRegressor().fit(X, y, groups=groups.astype(str))
+    with pytest.warns(UserWarning) as record:
+        pred = model.predict(X, groups=groups)
+    assert [str(w.message) for w in record] == [
+        f"None of the {len(y)} group labels given to predict was seen in fit: they are "
+        f"numbers (e.g. {groups[0].item()!r}) and fit's were strings (e.g. '0'), so every row gets "
+        "the population-level prediction. skhlm matches labels by value and type, as "
+        "pandas does: 1 and '1' are different groups. Convert the labels to fit's type, "
+        "e.g. groups.astype(str)."
+    ]
+    np.testing.assert_allclose(pred, model.predict(X, population=True))
+    # The same labels as strings match; new labels of fit's type are simply new.
+    conditional = quiet(model.predict, X, groups=groups.astype(str))
+    assert not np.allclose(conditional, pred)
+    quiet(model.predict, X[:2], groups=["new", "newer"])
+    numeric = RandomInterceptRegressor().fit(X, y, groups=groups)
+    with pytest.warns(UserWarning, match=r"they are strings .* fit's were numbers .*groups.astype\(int\)"):
+        numeric.predict(X, groups=groups.astype(str))
+    quiet(numeric.predict, X[:2], groups=[1000, 1001])  # numbers, unseen: no warning
+
+
+# -- polars --
+
+
+def polars_frame(X, groups=None):
+    frame = pl.DataFrame({name: X[name].to_numpy() for name in X.columns})
+    return frame if groups is None else frame.with_columns(pl.Series("school", [f"s{g}" for g in groups]))
+
+
+def test_polars_frames_fit_and_predict_as_pandas_frames(data):
+    X, y, groups = data
+    labels = np.array([f"s{g}" for g in groups])
+    reference = RandomInterceptRegressor().fit(X, y, groups=labels)
+    expected = reference.predict(X, groups=labels)
+    fitted = RandomInterceptRegressor().fit(polars_frame(X), y, groups=pl.Series(labels))
+    assert list(fitted.feature_names_in_) == list(X.columns)
+    np.testing.assert_allclose(fitted.predict(polars_frame(X), groups=pl.Series(labels)), expected, rtol=1e-12)
+    for column in ["school", 3, -1]:
+        model = RandomInterceptRegressor(group_column=column).fit(polars_frame(X, groups), y)
+        assert list(model.feature_names_in_) == list(X.columns)
+        np.testing.assert_allclose(model.coef_, reference.coef_, rtol=1e-12)
+        np.testing.assert_allclose(quiet(model.predict, polars_frame(X, groups)), expected, rtol=1e-12)
+
+
+def test_polars_through_a_column_transformer(data):
+    X, y, groups = data
+    prep = ColumnTransformer(
+        [("num", StandardScaler(), list(X.columns))], remainder="passthrough", verbose_feature_names_out=False
+    ).set_output(transform="polars")
+    pipe = make_pipeline(prep, RandomInterceptRegressor(group_column="school")).fit(polars_frame(X, groups), y)
+    labels = np.array([f"s{g}" for g in groups])
+    direct = RandomInterceptRegressor().fit(StandardScaler().fit_transform(X), y, groups=labels)
+    np.testing.assert_allclose(pipe[-1].coef_, direct.coef_, rtol=1e-10)
+    np.testing.assert_allclose(pipe.predict(polars_frame(X, groups)), direct.predict(
+        StandardScaler().fit(X).transform(X), groups=labels), rtol=1e-10)
+
+
+def test_polars_non_numeric_columns_are_named(data):
+    X, y, groups = data
+    frame = polars_frame(X).with_columns(pl.Series("city", ["a"] * len(y)))
+    with pytest.raises(ValueError, match=re.escape("X has non-numeric column(s) ['city']")):
+        RandomInterceptRegressor().fit(frame, y, groups=groups)
+
+
+# -- the verbose log --
+
+
+def test_verbose_prints_the_user_scale_log_likelihood(data, capsys):
+    X, y, groups = data
+    model = RandomInterceptRegressor(verbose=1).fit(X * 100, y * 1000, groups=groups)
+    printed = [float(line.split()[4]) for line in capsys.readouterr().out.splitlines() if line.startswith("EM it")]
+    np.testing.assert_allclose(printed, model.log_likelihood_history_, rtol=0, atol=1e-9)
+
+
+# -- messages --
+
+
+def test_groups_given_as_a_column_name_say_to_use_group_column(data):
+    X, y, _ = data
+    with pytest.raises(ValueError) as error:
+        RandomInterceptRegressor().fit(X.assign(school=1), y, groups="school")
+    assert str(error.value) == (
+        "groups='school' is a string, not one label per row. To take the groups from the "
+        "column 'school' of X, pass group_column='school' to the estimator, or pass the "
+        "column itself: groups=X['school']."
+    )
+
+
+def test_nan_at_predict_says_predicting(data):
+    X, y, groups = data
+    model = RandomInterceptRegressor().fit(X, y, groups=groups)
+    bad = X.copy()
+    bad.iloc[2, 1] = np.nan
+    with pytest.raises(ValueError, match=r"\{'x2': 1\}.*in a Pipeline\) before predicting\.$"):
+        model.predict(bad, groups=groups)
+
+
+def test_compare_names_the_models_it_takes(data):
+    X, y, groups = data
+    model = RandomInterceptRegressor().fit(X, y, groups=groups)
+    with pytest.raises(TypeError) as error:
+        compare(model, LinearRegression().fit(X, y))
+    assert str(error.value) == (
+        "compare takes fitted skhlm models (RandomInterceptRegressor); model 2 is a "
+        "LinearRegression. For a Pipeline, pass its last step, pipeline[-1]."
+    )
+
+
+@pytest.mark.parametrize("values", [(0.0, 1.0), (-1.0, 2.5)])
+def test_a_binary_response_gets_a_warning(data, values):
+    X, y, groups = data
+    binary = np.where(y > np.median(y), values[1], values[0])
+    with pytest.warns(UserWarning) as record:
+        RandomInterceptRegressor().fit(X, binary, groups=groups)
+    shown = f"{values[0]:g} and {values[1]:g}"
+    assert [str(w.message) for w in record] == [
+        f"y takes only two values ({shown}). RandomInterceptRegressor fits a linear "
+        "(Gaussian) mixed model for a continuous response; on a binary outcome it is a "
+        "linear probability model, with predictions outside [0, 1] and wrong standard "
+        "errors. A binary outcome needs a logistic mixed model (lme4's glmer(..., family "
+        "= binomial)), which skhlm does not fit."
+    ]
+    # Two values only after the first 64 rows still count; three do not warn.
+    late = binary.copy()
+    late[:64] = values[0]
+    with pytest.warns(UserWarning, match="only two values"):
+        RandomInterceptRegressor().fit(X, late, groups=groups)
+    three = binary.copy()
+    three[-1] = 7.0
+    quiet(RandomInterceptRegressor().fit, X, three, groups=groups)
