@@ -81,7 +81,7 @@ def test_shrinkage_plots_raw_means_against_blups(fitted):
     (points,) = [c for c in ax.collections if isinstance(c, PathCollection)]
     offsets = points.get_offsets()
     assert offsets.shape == (len(model.groups_), 2)
-    residual = y - model.predict(X)
+    residual = y - model.predict(X, population=True)
     raw = residual.groupby(groups).mean().reindex(model.groups_).to_numpy()
     np.testing.assert_allclose(offsets[:, 0], raw, rtol=1e-10)
     np.testing.assert_allclose(offsets[:, 1], model.random_effects_, rtol=1e-12)
@@ -249,7 +249,7 @@ def test_plots_of_a_fitted_pipeline_use_its_last_step(fitted):
 
     # plot_shrinkage scales X as the pipeline does before it takes x'beta
     offsets = shrinkage_offsets(plot_shrinkage(pipe, X, y, groups, ax=plt.subplots()[1]))
-    raw = (y - pipe.predict(X)).groupby(groups).mean().reindex(model.groups_).to_numpy()
+    raw = (y - pipe.predict(X, population=True)).groupby(groups).mean().reindex(model.groups_).to_numpy()
     np.testing.assert_allclose(offsets[:, 0], raw, rtol=1e-10)
     np.testing.assert_allclose(offsets[:, 1], model.random_effects_, rtol=1e-12)
     unscaled = (y - (X.to_numpy() @ model.coef_ + model.intercept_)).groupby(groups).mean()
