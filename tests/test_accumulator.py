@@ -147,8 +147,38 @@ def test_int_and_string_labels_of_different_chunks_stay_apart():
     acc.add(X[:3], y[:3], encode_groups(np.array([1, 1, 2]), 3))
     acc.add(X[3:5], y[3:5], encode_groups(np.array(["1", "1"]), 2))
     stats, _, levels = acc.finalize()
-    assert list(levels) == [1, 2, "1"]
+    assert list(levels) == [1, 2, "1"] and [type(v) for v in levels] == [int, int, str]
     np.testing.assert_array_equal(stats.group_sizes, [2, 1, 2])
+
+
+def test_labels_in_category_order_are_not_sorted_into_others():
+    """A Categorical's labels come in its categories' order, which is not sorted: the
+    union keeps the order of appearance."""
+    import pandas as pd
+
+    X, y, _ = data()
+    acc = StatsAccumulator()
+    acc.add(X[:4], y[:4], encode_groups(np.array(["a", "b", "a", "b"]), 4))
+    acc.add(X[4:8], y[4:8], encode_groups(pd.Categorical(["z", "y", "z", "y"], categories=["z", "y"]), 4))
+    np.testing.assert_array_equal(acc.finalize()[2], ["a", "b", "z", "y"])
+
+
+def test_chunks_centered_at_a_sample_away_from_their_mean():
+    """Chunks of more than 8192 rows are centered at the mean of every second row
+    or so; with the even rows shifted, that point is far from the chunk's mean, and
+    merging must carry the sums' cross terms exactly."""
+    rng = np.random.default_rng(8)
+    n = 2 * 9000
+    codes = rng.integers(0, 50, size=n)
+    X = rng.normal(size=(n, 2))
+    X[::2] += [5.0, -3.0]
+    y = X @ [1.0, 2.0] + rng.normal(size=50)[codes] + rng.normal(size=n)
+    y[::2] += 10.0
+    acc = accumulate(X, y, codes, [np.arange(9000), np.arange(9000, n)])
+    stats, units, _ = acc.finalize()
+    assert_same_stats(stats, dense_stats(X, y, codes, units))
+    np.testing.assert_allclose(units.x_offset, X.mean(axis=0), rtol=1e-12)
+    assert units.y_offset == pytest.approx(y.mean(), rel=1e-12)
 
 
 def test_merged_groups_are_ordered_by_size_for_the_size_classes():

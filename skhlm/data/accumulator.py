@@ -16,7 +16,7 @@ Group sums are keyed by label, so a group may span chunks; the groups are ordere
 size, which the fit's size classes need, only in ``finalize``.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -179,19 +179,15 @@ class _Sums:
         dx, dy = self.x_ref - x_ref, self.y_ref - y_ref
         sx, sy = self.gx.sum(axis=0), float(self.gy.sum())
         n = self.n
-        return _Sums(
-            n=n,
+        return replace(
+            self,
             x_ref=x_ref,
             y_ref=y_ref,
             xtx=self.xtx + np.outer(dx, sx) + np.outer(sx, dx) + n * np.outer(dx, dx),
             xty=self.xty + dx * sy + sx * dy + n * dx * dy,
             yty=self.yty + 2.0 * dy * sy + n * dy * dy,
-            sizes=self.sizes,
             gx=self.gx + np.multiply.outer(self.sizes, dx),
             gy=self.gy + self.sizes * dy,
-            level=self.level,
-            levels=self.levels,
-            by_size=self.by_size,
         )
 
     def by_label(self):
@@ -259,13 +255,11 @@ def _sorted_levels(levels):
 def _merged(a, b, fit_intercept):
     """The sums of two chunks together, by label: about their combined mean with an
     intercept (both move to it), about 0 without one."""
-    n = a.n + b.n
     if fit_intercept:
+        n = a.n + b.n
         x_ref = (a.n * a.x_ref + a.gx.sum(axis=0) + b.n * b.x_ref + b.gx.sum(axis=0)) / n
         y_ref = float((a.n * a.y_ref + a.gy.sum() + b.n * b.y_ref + b.gy.sum()) / n)
         a, b = a.moved_to(x_ref, y_ref), b.moved_to(x_ref, y_ref)
-    else:
-        x_ref, y_ref = a.x_ref, a.y_ref
     # The union of the labels: a's, then b's new ones; sorted when both were.
     where = pd.Index(a.levels).get_indexer(b.levels)
     new = where < 0
@@ -277,7 +271,7 @@ def _merged(a, b, fit_intercept):
         levels = np.concatenate([a.levels.astype(object), b.levels[new].astype(object)])
     size_a, gx_a, gy_a = a.by_label()
     size_b, gx_b, gy_b = b.by_label()
-    sizes = np.concatenate([size_a, np.zeros(int(new.sum()), dtype=size_a.dtype)])
+    sizes = np.concatenate([size_a, np.zeros(int(new.sum()), dtype=np.int64)])
     gx = np.concatenate([gx_a, np.zeros((int(new.sum()), gx_a.shape[1]))])
     gy = np.concatenate([gy_a, np.zeros(int(new.sum()))])
     sizes[where] += size_b
@@ -285,14 +279,14 @@ def _merged(a, b, fit_intercept):
     gy[where] += gy_b
     if _sorted_levels(a.levels) and _sorted_levels(b.levels):
         try:
-            order = np.argsort(levels, kind="stable")
+            order = np.argsort(levels)  # unique labels: any sort will do
         except TypeError:  # each side sorts, together they do not (1 and "1"): as given
             order = slice(None)
         levels, sizes, gx, gy = levels[order], sizes[order], gx[order], gy[order]
     return _Sums(
-        n=n,
-        x_ref=x_ref,
-        y_ref=y_ref,
+        n=a.n + b.n,
+        x_ref=a.x_ref,  # both are there now
+        y_ref=a.y_ref,
         xtx=a.xtx + b.xtx,
         xty=a.xty + b.xty,
         yty=a.yty + b.yty,
