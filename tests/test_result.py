@@ -144,3 +144,30 @@ def test_the_profiled_criterion_is_the_deviance_at_the_best_s2e(fitted, method, 
         assert crit.deviance(stats, "ml", lam, s2e, beta) > best
     else:
         assert crit.deviance(stats, "reml", lam, s2e, beta) == best
+
+
+def test_the_criterion_refuses_a_method_it_does_not_know(fitted):
+    _, _, _, model = fitted
+    stats = model._result.stats
+    assert crit.is_reml("reml") is True and crit.is_reml("ml") is False
+    for function, args in [
+        (crit.denominator, (stats,)),
+        (crit.profiled_criterion, (stats, 0.5)),
+        (crit.lambda_derivatives, (stats, 0.5)),
+        (crit.boundary_slope, (stats,)),
+    ]:
+        with pytest.raises(ValueError, match="method must be 'reml' or 'ml', got 'ML'"):
+            function(*args, "ML")
+    with pytest.raises(ValueError, match="got None"):
+        crit.deviance(stats, None, 0.5, 1.0)
+
+
+def test_the_coding_of_rows_without_groups():
+    from skhlm.data.groups import GroupCoding
+
+    single = GroupCoding.single(4)
+    for name, expected in [("codes", [0, 0, 0, 0]), ("sizes", [4]), ("level", [0]), ("levels", [0])]:
+        value = getattr(single, name)
+        np.testing.assert_array_equal(value, expected)
+        assert value.dtype.kind == "i"
+    assert single.codes.dtype == np.intp and single.n_groups == 1

@@ -67,9 +67,18 @@ def gls_inverse(stats, lam):
     return linalg.cho_solve(factor, np.eye(stats.n_params))
 
 
+def is_reml(method):
+    """True for "reml", False for "ml"; any other method is a caller's bug."""
+    if method == "reml":
+        return True
+    if method == "ml":
+        return False
+    raise ValueError(f"method must be 'reml' or 'ml', got {method!r}.")
+
+
 def denominator(stats, method):
     """The degrees of freedom of s2e: n for ML, n - p for REML (the error contrasts)."""
-    return stats.n_obs - (stats.n_params if method == "reml" else 0)
+    return stats.n_obs - (stats.n_params if is_reml(method) else 0)
 
 
 def log_det_a(factor):
@@ -89,12 +98,13 @@ def deviance(stats, method, lam, s2e, beta=None):
     None); REML integrates beta out.
     """
     factor = None
-    if beta is None or method == "reml":
+    reml = is_reml(method)
+    if beta is None or reml:
         beta, factor = gls_beta(stats, lam)
     m = denominator(stats, method)
     crit = m * (LOG_2PI + np.log(s2e)) + log_det_v_ratio(stats, lam)
     crit += penalized_rss(stats, beta, lam) / s2e
-    if method == "reml":
+    if reml:
         crit += log_det_a(factor)
     return float(crit)
 
@@ -115,7 +125,7 @@ def profiled_criterion(stats, lam, method):
     rss = penalized_rss(stats, beta, lam)
     m = denominator(stats, method)
     crit = m * (LOG_2PI + np.log(rss / m) + 1.0) + log_det_v_ratio(stats, lam)
-    if method == "reml":
+    if is_reml(method):
         crit += log_det_a(factor)
     return float(crit)
 
@@ -138,7 +148,7 @@ def boundary_slope(stats, method):
     r2 = stats.classes.residual_squares(beta).sum()
     rss = ols_rss(stats, beta)
     n = stats.n_obs
-    if method == "ml":
+    if not is_reml(method):
         return float(n - n * r2 / rss)
     trace = np.trace(linalg.cho_solve(factor, stats.classes.ss.sum(axis=0)))
     return float(n - trace - denominator(stats, method) * r2 / rss)
@@ -192,7 +202,7 @@ def lambda_derivatives(stats, lam, method):
         "a_inv": a_inv,
         "a1": a1,
     }
-    if method == "reml":
+    if is_reml(method):
         a2 = -np.tensordot(c2, classes.ss, axes=1)
         m = a_inv @ a1
         out["logdet"] += log_det_a(factor)

@@ -265,7 +265,7 @@ def boundary_fit(stats, method):
     """
     beta, _ = crit.gls_beta(stats, 0.0)
     s2e = max(crit.profiled_s2e(stats, 0.0, method), 0.0)  # rounding can dip below 0
-    value = crit.log_likelihood(stats, method, 0.0, s2e, beta) if s2e > 0 else np.inf
+    value = crit.log_likelihood(stats, method, 0.0, s2e) if s2e > 0 else np.inf
     return EMResult(
         beta=beta,
         s2u=0.0,

@@ -44,11 +44,12 @@ def deviance_hessian(stats, s2u, s2e, method, derivatives=None):
     return np.array([[h_tt, h_ts], [h_ts, h_ss]])
 
 
-def covariance_jacobian(stats, s2u, s2e, derivatives=None):
+def covariance_jacobian(s2u, s2e, derivatives):
     """d Cov(beta_hat) / d(theta, sigma) with Cov = sigma^2 A(theta^2)^-1: (2, p, p).
-    Only A^-1 and dA/dlambda of ``derivatives`` are read (the same for both methods)."""
+    Only A^-1 and dA/dlambda of ``derivatives`` (at lambda = s2u / s2e, either
+    method's) are read."""
     lam = s2u / s2e
-    d = crit.lambda_derivatives(stats, lam, "ml") if derivatives is None else derivatives
+    d = derivatives
     a_inv = d["a_inv"]
     d_theta = -2.0 * np.sqrt(lam) * s2e * (a_inv @ d["a1"] @ a_inv)
     d_sigma = 2.0 * np.sqrt(s2e) * a_inv
@@ -67,7 +68,7 @@ def satterthwaite_df(stats, s2u, s2e, method, contrasts, derivatives=None):
     d = crit.lambda_derivatives(stats, lam, method) if derivatives is None else derivatives
     contrasts = np.atleast_2d(contrasts)
     var = np.einsum("ki,ij,kj->k", contrasts, s2e * d["a_inv"], contrasts)
-    jac = covariance_jacobian(stats, s2u, s2e, d)
+    jac = covariance_jacobian(s2u, s2e, d)
     grad = np.einsum("ki,aij,kj->ka", contrasts, jac, contrasts)
     evals, evecs = linalg.eigh(deviance_hessian(stats, s2u, s2e, method, d))
     pos = evals > 1e-8 * np.abs(evals).max()
