@@ -171,3 +171,33 @@ def test_the_coding_of_rows_without_groups():
         np.testing.assert_array_equal(value, expected)
         assert value.dtype.kind == "i"
     assert single.codes.dtype == np.intp and single.n_groups == 1
+
+
+def test_a_group_of_exactly_2_to_the_16_rows_is_the_largest():
+    """Sizes below 2**16 are sorted as 16-bit integers (a radix sort); 65536 is not."""
+    from skhlm.data.groups import encode_groups
+
+    labels = np.repeat([0, 1, 2], [65536, 1, 2])
+    coding = encode_groups(labels, labels.size)
+    np.testing.assert_array_equal(coding.sizes, [1, 2, 65536])
+    np.testing.assert_array_equal(coding.levels[coding.level], [1, 2, 0])
+    strings = encode_groups(labels.astype(str), labels.size)  # the factorize path
+    np.testing.assert_array_equal(strings.sizes, [1, 2, 65536])
+
+
+@pytest.mark.parametrize("n", range(1, 41))
+def test_quartiles_of_small_samples_are_numpys(n):
+    from skhlm.inference.residuals import quartiles
+
+    values = np.random.default_rng(n).normal(size=n).round(1)  # ties too
+    expected = np.quantile(values, [0.0, 0.25, 0.5, 0.75, 1.0])
+    np.testing.assert_allclose(quartiles(values.copy()), expected, rtol=0, atol=1e-15)
+
+
+def test_an_exact_least_squares_fit_has_zero_scaled_residuals():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(30, 2))
+    with pytest.warns(UserWarning, match="got no groups"):
+        model = RandomInterceptRegressor().fit(X, X @ [1.0, 2.0] + 3.0)
+    assert model.variance_components_["residual"] == pytest.approx(0.0, abs=1e-20)
+    np.testing.assert_array_equal(model._result.residual_quantiles, np.zeros(5))

@@ -156,13 +156,13 @@ class FitResult(em.EMResult):
         return replace(self, method="ml", **vars(result))
 
 
-def fit(stats, units, method, *, limits=em.Limits(), levels=None, names=ModelNames(), start=None, verbose=0):
-    """Run the EM driver and wrap its estimates in a :class:`FitResult`."""
+def fit(stats, units, method, *, limits=em.Limits(), levels=None, names=ModelNames(), verbose=0):
+    """Run the EM driver from moment estimates and wrap its estimates in a
+    :class:`FitResult`."""
     result = em.fit(
         stats,
         method,
         limits=limits,
-        start=start,
         grouped=levels is not None,
         verbose=verbose,
         log_jacobian=units.log_jacobian(stats.n_obs, method),
