@@ -48,7 +48,8 @@ class RandomInterceptRegressor(GroupedRegressorMixin, RegressorMixin, BaseEstima
         absolutely for the coefficients in standardized units, relatively for the
         variance components.
     verbose : int, default=0
-        Print the log-likelihood of every iteration when positive.
+        Print the log-likelihood of every iteration when positive, in the units
+        of ``log_likelihood_history_``.
     group_column : str or int, default=None
         Read the group labels from this column of X (a name for a DataFrame, a
         position for an array) instead of from the ``groups`` argument, in fit,
