@@ -72,9 +72,10 @@ class RandomInterceptRegressor(GroupedRegressorMixin, RegressorMixin, BaseEstima
     icc_ : float
         Intraclass correlation ``s2u / (s2u + s2e)``.
     groups_ : ndarray of shape (n_groups,)
-        The group labels seen in fit, sorted (a pandas Categorical's in the order of
-        its categories; labels of mixed types that do not sort, in order of
-        appearance).
+        The group labels seen in fit, sorted as pandas sorts them (numbers before
+        strings when both occur; a pandas Categorical's in the order of its
+        categories; labels that do not compare, such as tuples among ints, in order
+        of appearance).
     random_effects_ : ndarray of shape (n_groups,)
         The BLUPs (conditional modes) of the random intercepts, aligned with
         ``groups_``: lme4's ``ranef``.

@@ -213,7 +213,7 @@ def test_chunks_that_do_not_fit_together_are_refused():
         acc.add(X[20:30, :1], y[20:30], encode_groups(codes[20:30], 10))
     with pytest.raises(ValueError, match="^Cannot merge statistics with and without an intercept.$"):
         acc.merge(StatsAccumulator(fit_intercept=False))
-    with pytest.raises(ValueError, match="No rows were added"):
+    with pytest.raises(ValueError, match="^No rows were added.$"):
         StatsAccumulator().finalize()
 
 

@@ -209,3 +209,52 @@ def test_cross_val_score_warns_when_its_scorer_drops_the_groups(data):
     column = quiet(cross_val_score, RandomInterceptRegressor(group_column="g"), X.assign(g=groups), y, cv=cv, scoring="r2")
     np.testing.assert_allclose(column, routed, rtol=1e-12)
     assert column.mean() > dropped.mean() + 0.03  # 0.85 against 0.80 on these data
+
+
+# -- group labels: shapes, mixed types and the messages in full --
+
+
+def test_group_labels_as_a_column_are_labels(data):
+    X, y, groups = data
+    flat = RandomInterceptRegressor().fit(X, y, groups=groups)
+    import pandas as pd
+
+    for column in (groups[:, None], pd.DataFrame({"school": groups})):
+        model = RandomInterceptRegressor().fit(X, y, groups=column)
+        np.testing.assert_array_equal(model.groups_, flat.groups_)
+        np.testing.assert_allclose(model.random_effects_, flat.random_effects_, rtol=1e-12)
+
+
+def test_labels_of_mixed_types_sort_as_pandas_sorts_or_keep_their_order(data):
+    """Numbers and strings sort as pandas sorts them (numbers first); labels that do
+    not compare at all (tuples and ints) keep their order of first appearance."""
+    X, y, groups = data
+    reference = RandomInterceptRegressor().fit(X, y, groups=groups % 5)
+    for values, expected in [
+        ([1, "a", 2.5, "b", 4], [1, 2.5, 4, "a", "b"]),
+        ([(1, 2), 3, (0, 1), 7, (5,)], None),
+    ]:
+        kinds = np.empty(5, dtype=object)
+        kinds[:] = values
+        labels = kinds[groups % 5]
+        model = RandomInterceptRegressor().fit(X, y, groups=labels)
+        expected = list(dict.fromkeys(labels)) if expected is None else expected
+        assert list(model.groups_) == expected
+        order = [values.index(v) for v in expected]
+        np.testing.assert_allclose(model.random_effects_, reference.random_effects_[order], rtol=1e-12)
+
+
+def test_group_label_messages_in_full(data):
+    X, y, groups = data
+    n = len(y)
+    cases = [
+        (groups[:3], f"groups has 3 labels but X has {n} rows; pass one group label per row of X."),
+        (np.c_[groups, groups], f"groups must be 1-D, one label per row; got an array of shape ({n}, 2). "
+         "Pass a 1-D array or a pandas Series of cluster labels."),
+        (np.where(np.arange(n) == 4, None, groups).astype(object), f"groups has 1 missing label(s) (None or NaN) "
+         f"out of {n} rows. Drop those rows or give them a group label before fitting."),
+    ]
+    for labels, message in cases:
+        with pytest.raises(ValueError) as error:
+            RandomInterceptRegressor().fit(X, y, groups=labels)
+        assert str(error.value) == message
