@@ -45,7 +45,7 @@ def main():
     status, same = results(), equivalent()
     by_module = defaultdict(Counter)
     for name, state in status.items():
-        module = name.split(".x_")[0].removeprefix("skhlm.")  # e.g. "engine.em"
+        module = re.match(r"skhlm\.(.+?)\.x[_ǁ]", name).group(1)  # e.g. "engine.em"
         by_module[module][state] += 1
         by_module[module]["caught"] += state in CAUGHT
         if name in same:
@@ -61,13 +61,17 @@ def main():
     total = Counter()
     for module in sorted(by_module):
         c = by_module[module]
-        n = sum(v for k, v in c.items() if k not in ("equivalent", "caught", "strict"))
+        # Mutants not checked yet (a run stopped early) are left out of the score.
+        n = sum(v for k, v in c.items() if k not in ("equivalent", "caught", "strict", "not checked"))
         other = n - c["caught"] - c["survived"]
         score = c["caught"] / (n - c["equivalent"]) if n > c["equivalent"] else float("nan")
-        strict = c["caught"] / (n - c["strict"])
-        print(f"{module:<22} {n:>7} {c['caught']:>7} {c['survived']:>8} {c['equivalent']:>6} {other:>5} {score:>6.1%}  {strict:>6.1%}")
+        strict = c["caught"] / (n - c["strict"]) if n > c["strict"] else float("nan")
+        print(f"{module:<22} {n:>7} {c['caught']:>7} {c['survived']:>8} {c['equivalent']:>6} {other:>5} {score:>6.1%}  {strict:>6.1%}"
+              + (f"  ({c['not checked']} not checked)" if c["not checked"] else ""))
         total.update(c)
         total["n"] += n
+    if total["not checked"]:
+        print(f"not checked: {total['not checked']} mutants (left out of the scores)")
     score = total["caught"] / (total["n"] - total["equivalent"])
     strict = total["caught"] / (total["n"] - total["strict"])
     print(f"{'all':<22} {total['n']:>7} {total['caught']:>7} {total['survived']:>8} {total['equivalent']:>6} "
