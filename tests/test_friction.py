@@ -14,7 +14,12 @@ from sklearn.preprocessing import StandardScaler
 from skhlm import RandomInterceptRegressor, compare
 from skhlm.datasets import make_multilevel_regression
 
-pl = pytest.importorskip("polars")  # in the test extra; skipped only outside it
+
+
+@pytest.fixture(scope="module")
+def pl():
+    """polars, which the test extra installs; only the polars tests need it."""
+    return pytest.importorskip("polars")
 
 
 @pytest.fixture(scope="module")
@@ -85,42 +90,42 @@ def test_labels_of_another_type_than_fits_are_said_to_match_nothing(data):
 # -- polars --
 
 
-def polars_frame(X, groups=None):
+def polars_frame(pl, X, groups=None):
     frame = pl.DataFrame({name: X[name].to_numpy() for name in X.columns})
     return frame if groups is None else frame.with_columns(pl.Series("school", [f"s{g}" for g in groups]))
 
 
-def test_polars_frames_fit_and_predict_as_pandas_frames(data):
+def test_polars_frames_fit_and_predict_as_pandas_frames(data, pl):
     X, y, groups = data
     labels = np.array([f"s{g}" for g in groups])
     reference = RandomInterceptRegressor().fit(X, y, groups=labels)
     expected = reference.predict(X, groups=labels)
-    fitted = RandomInterceptRegressor().fit(polars_frame(X), y, groups=pl.Series(labels))
+    fitted = RandomInterceptRegressor().fit(polars_frame(pl, X), y, groups=pl.Series(labels))
     assert list(fitted.feature_names_in_) == list(X.columns)
-    np.testing.assert_allclose(fitted.predict(polars_frame(X), groups=pl.Series(labels)), expected, rtol=1e-12)
+    np.testing.assert_allclose(fitted.predict(polars_frame(pl, X), groups=pl.Series(labels)), expected, rtol=1e-12)
     for column in ["school", 3, -1]:
-        model = RandomInterceptRegressor(group_column=column).fit(polars_frame(X, groups), y)
+        model = RandomInterceptRegressor(group_column=column).fit(polars_frame(pl, X, groups), y)
         assert list(model.feature_names_in_) == list(X.columns)
         np.testing.assert_allclose(model.coef_, reference.coef_, rtol=1e-12)
-        np.testing.assert_allclose(quiet(model.predict, polars_frame(X, groups)), expected, rtol=1e-12)
+        np.testing.assert_allclose(quiet(model.predict, polars_frame(pl, X, groups)), expected, rtol=1e-12)
 
 
-def test_polars_through_a_column_transformer(data):
+def test_polars_through_a_column_transformer(data, pl):
     X, y, groups = data
     prep = ColumnTransformer(
         [("num", StandardScaler(), list(X.columns))], remainder="passthrough", verbose_feature_names_out=False
     ).set_output(transform="polars")
-    pipe = make_pipeline(prep, RandomInterceptRegressor(group_column="school")).fit(polars_frame(X, groups), y)
+    pipe = make_pipeline(prep, RandomInterceptRegressor(group_column="school")).fit(polars_frame(pl, X, groups), y)
     labels = np.array([f"s{g}" for g in groups])
     direct = RandomInterceptRegressor().fit(StandardScaler().fit_transform(X), y, groups=labels)
     np.testing.assert_allclose(pipe[-1].coef_, direct.coef_, rtol=1e-10)
-    np.testing.assert_allclose(pipe.predict(polars_frame(X, groups)), direct.predict(
+    np.testing.assert_allclose(pipe.predict(polars_frame(pl, X, groups)), direct.predict(
         StandardScaler().fit(X).transform(X), groups=labels), rtol=1e-10)
 
 
-def test_polars_non_numeric_columns_are_named(data):
+def test_polars_non_numeric_columns_are_named(data, pl):
     X, y, groups = data
-    frame = polars_frame(X).with_columns(pl.Series("city", ["a"] * len(y)))
+    frame = polars_frame(pl, X).with_columns(pl.Series("city", ["a"] * len(y)))
     with pytest.raises(ValueError, match=re.escape("X has non-numeric column(s) ['city']")):
         RandomInterceptRegressor().fit(frame, y, groups=groups)
 
