@@ -1,6 +1,5 @@
 """RandomInterceptRegressor: the scikit-learn face of the EM engine."""
 
-from dataclasses import replace
 from numbers import Integral, Real
 
 import numpy as np
@@ -269,7 +268,7 @@ class RandomInterceptRegressor(GroupedRegressorMixin, RegressorMixin, BaseEstima
                 verbose=self.verbose,
             )
             quantiles = scaled_residual_quantiles(X, y, coding, result)
-            self._publish(replace(result, residual_quantiles=quantiles))
+            self._publish(result.with_residual_quantiles(quantiles))
         return self
 
     def predict(self, X, groups=None, return_std=False, *, population=False):

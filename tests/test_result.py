@@ -201,3 +201,15 @@ def test_an_exact_least_squares_fit_has_zero_scaled_residuals():
         model = RandomInterceptRegressor().fit(X, X @ [1.0, 2.0] + 3.0)
     assert model.variance_components_["residual"] == pytest.approx(0.0, abs=1e-20)
     np.testing.assert_array_equal(model._result.residual_quantiles, np.zeros(5))
+
+
+def test_a_fit_computes_the_blups_once(record_calls):
+    """The residual quantiles and the public attributes share one posterior."""
+    from skhlm.engine import result as result_module
+
+    X, y, codes = simulate_multilevel(3, coef=[1.0, 0.5], n_groups=20, sizes=(3, 9))
+    calls = record_calls(result_module, "posterior")
+    model = RandomInterceptRegressor().fit(X, y, groups=codes)
+    assert len(calls) == 1
+    np.testing.assert_array_equal(model._result.random_effects[0], model.random_effects_)
+    assert len(calls) == 1

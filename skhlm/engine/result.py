@@ -138,6 +138,15 @@ class FitResult(em.EMResult):
         NaN rows and columns for a dropped feature."""
         return self.units.coef_covariance_to_user(self.s2e * self.derivatives["a_inv"])
 
+    def with_residual_quantiles(self, quantiles):
+        """This result with the summary's scaled residual quantiles, keeping what it
+        has computed already (the BLUPs: G-sized, needed by both)."""
+        new = replace(self, residual_quantiles=quantiles)
+        for name in ("random_effects", "derivatives"):
+            if name in self.__dict__:
+                new.__dict__[name] = self.__dict__[name]
+        return new
+
     @cached_property
     def ml(self):
         """This model fitted by ML: itself for an ML fit, else EM from the REML
