@@ -10,7 +10,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import _checks
 from ._base import GroupedRegressorMixin
-from ._blas import small_matrix_blas
+from ._blas import blas_threads, small_matrix_blas
 from ._summary import summarize
 from .data.accumulator import NonFiniteStatistics, StatsAccumulator, TinyValues
 from .data.groups import GroupCoding, encode_groups
@@ -243,32 +243,35 @@ class RandomInterceptRegressor(GroupedRegressorMixin, RegressorMixin, BaseEstima
             coding = encode_groups(groups, n_samples)
             _checks.group_count(coding.n_groups, n_samples)
 
-        accumulator = StatsAccumulator(fit_intercept=self.fit_intercept)
-        try:
-            accumulator.add(X, y, coding)
-        except NonFiniteStatistics:
-            _checks.finite(X, feature_names)  # NaN or inf in X: say where; else overflow
-            raise
-        except TinyValues as tiny:
-            raise ValueError(_checks.tiny_values_message(tiny, feature_names)) from None
-        stats, standardization, levels = accumulator.finalize()
-        _checks.identifiable(stats, grouped=groups is not None)
-        _checks.redundant_columns(standardization, feature_names)
-        if feature_names is None:
-            feature_names = [f"x{k}" for k in range(X.shape[1])]
-        names = fit_result.ModelNames(response, group_name, tuple(str(n) for n in feature_names))
-        with small_matrix_blas(stats.n_params):
-            result = fit_result.fit(
-                stats,
-                standardization,
-                self.method,
-                limits=Limits(self.max_iter, self.tol),
-                levels=None if groups is None else levels,
-                names=names,
-                verbose=self.verbose,
-            )
-            quantiles = scaled_residual_quantiles(X, y, coding, result)
-            self._publish(result.with_residual_quantiles(quantiles))
+        # Serial BLAS for the pass and all that follows, unless X is wide (then the
+        # pass keeps BLAS's threads and the small-matrix algebra sets its own).
+        with blas_threads(X.shape[1]):
+            accumulator = StatsAccumulator(fit_intercept=self.fit_intercept)
+            try:
+                accumulator.add(X, y, coding)
+            except NonFiniteStatistics:
+                _checks.finite(X, feature_names)  # NaN or inf in X: say where; else overflow
+                raise
+            except TinyValues as tiny:
+                raise ValueError(_checks.tiny_values_message(tiny, feature_names)) from None
+            stats, standardization, levels = accumulator.finalize()
+            _checks.identifiable(stats, grouped=groups is not None)
+            _checks.redundant_columns(standardization, feature_names)
+            if feature_names is None:
+                feature_names = [f"x{k}" for k in range(X.shape[1])]
+            names = fit_result.ModelNames(response, group_name, tuple(str(n) for n in feature_names))
+            with small_matrix_blas(stats.n_params):
+                result = fit_result.fit(
+                    stats,
+                    standardization,
+                    self.method,
+                    limits=Limits(self.max_iter, self.tol),
+                    levels=None if groups is None else levels,
+                    names=names,
+                    verbose=self.verbose,
+                )
+                quantiles = scaled_residual_quantiles(X, y, coding, result)
+                self._publish(result.with_residual_quantiles(quantiles))
         return self
 
     def predict(self, X, groups=None, return_std=False, *, population=False):

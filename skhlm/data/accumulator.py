@@ -397,11 +397,15 @@ def _finalize(sums, fit_intercept):
         # of the design [1, Xc] with that centering.
         class_sums = raw_classes.sums.sum(axis=0)
         col_sums = class_sums[1:-1] / x_scale
-        xtx = np.block([[np.array([[n]]), col_sums[None, :]], [col_sums[:, None], xtx]])
+        bordered = np.empty((k + 1, k + 1))
+        bordered[0, 0] = n
+        bordered[0, 1:] = bordered[1:, 0] = col_sums
+        bordered[1:, 1:] = xtx
+        xtx = bordered
         xty = np.concatenate([[class_sums[-1] / y_scale], xty])
 
     kept_all = kept_columns(xtx)
-    xtx = xtx[np.ix_(kept_all, kept_all)]
+    xtx = np.ascontiguousarray(xtx[kept_all][:, kept_all])
     xty = xty[kept_all]
     kept = kept_all[1:] if fit_intercept else kept_all
 

@@ -9,10 +9,10 @@ group sums are never rescaled or copied: they are read through a linear map
 (:class:`SizeClasses`).
 """
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
-from scipy.linalg import solve_triangular
+from scipy.linalg import lapack
 
 @dataclass(frozen=True)
 class SizeClasses:
@@ -80,13 +80,14 @@ def _raw_class_sums(sizes, x, y):
 def _mapped_classes(raw, x_map, y_map):
     """:class:`SizeClasses` of s_j = x_map' D_j and t_j = y_map' D_j, from the raw
     class sums (O(K k^2 p))."""
-    p_x = raw.products @ x_map
+    p_x = raw.products @ x_map  # (K, q, p)
+    p_y = raw.products @ y_map  # (K, q)
     return SizeClasses(
         size=raw.size,
         count=raw.count,
-        ss=np.ascontiguousarray(x_map.T @ p_x),
-        st=np.ascontiguousarray(np.einsum("kqp,q->kp", p_x, y_map)),
-        tt=np.einsum("q,kqr,r->k", y_map, raw.products, y_map),
+        ss=x_map.T @ p_x,
+        st=p_y @ x_map,
+        tt=p_y @ y_map,
         s=raw.sums @ x_map,
         t=raw.sums @ y_map,
     )
@@ -178,6 +179,9 @@ class SufficientStats:
     n_obs: int
     groups: GroupSums
     classes: SizeClasses = None
+    # skhlm.engine.criterion.gls_beta's recent answers (fresh for every instance,
+    # replace() included).
+    memo: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self):
         if self.classes is None:
@@ -218,7 +222,7 @@ def kept_columns(xtx, tol=1e-7):
     for k in range(p):
         idx = np.flatnonzero(kept)
         # Solve L_kk' z = xtx[kept, k]; the residual norm is xtx[k, k] - z'z.
-        z = _forward(chol[np.ix_(idx, idx)], xtx[idx, k]) if idx.size else np.zeros(0)
+        z = _forward(chol[idx][:, idx], xtx[idx, k]) if idx.size else np.zeros(0)
         resid = xtx[k, k] - z @ z
         if xtx[k, k] > 0 and resid > tol * xtx[k, k]:
             kept[k] = True
@@ -228,4 +232,6 @@ def kept_columns(xtx, tol=1e-7):
 
 
 def _forward(upper, rhs):
-    return solve_triangular(upper, rhs, trans="T", lower=False)
+    """z with upper' z = rhs: LAPACK's dtrtrs, as scipy's solve_triangular(trans="T"),
+    without its per-call checks (upper is a finite Cholesky factor)."""
+    return lapack.dtrtrs(upper, rhs, lower=0, trans=1)[0]

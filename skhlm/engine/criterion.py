@@ -19,7 +19,7 @@ skhlm.data.stats.SizeClasses) and works in the units of the statistics it is giv
 """
 
 import numpy as np
-from scipy import linalg
+from . import linalg as la
 
 LOG_2PI = np.log(2.0 * np.pi)
 
@@ -32,7 +32,7 @@ def shrinkage_weights(stats, lam):
 def gls_system(stats, lam):
     """A(lambda) = s2e X'V^-1 X and b(lambda) = s2e X'V^-1 y."""
     c = shrinkage_weights(stats, lam)
-    a = stats.xtx - np.tensordot(c, stats.classes.ss, axes=1)
+    a = stats.xtx - la.class_sum(c, stats.classes.ss)
     b = stats.xty - c @ stats.classes.st
     return a, b
 
@@ -55,16 +55,35 @@ def log_det_v_ratio(stats, lam):
 
 
 def gls_beta(stats, lam):
-    """beta_hat(lambda) = A^-1 b and the Cholesky factor of A (for log det A)."""
-    a, b = gls_system(stats, lam)
-    factor = linalg.cho_factor(a)
-    return linalg.cho_solve(factor, b), factor
+    """beta_hat(lambda) = A^-1 b and the Cholesky factor of A (for log det A).
+
+    EM, its objective and the checks before it ask for the same lambda several times
+    (an update and the objective at its result; lambda = 0 for the start, the
+    boundary test and the identifiability check): the last few answers are kept on
+    the statistics, read-only, since both are immutable.
+    """
+    key = float(lam)
+    memo = stats.memo
+    found = memo.get(key)
+    if found is None:
+        a, b = gls_system(stats, lam)
+        factor = la.cho_factor(a)
+        beta = la.cho_solve(factor, b)
+        beta.flags.writeable = factor[0].flags.writeable = False
+        if len(memo) >= _MEMO_SIZE:
+            memo.pop(next(iter(memo)))  # the oldest
+        found = memo[key] = (beta, factor)
+    return found
+
+
+# Answers of gls_beta kept per statistics: enough for one EM iteration's lambdas.
+_MEMO_SIZE = 4
 
 
 def gls_inverse(stats, lam):
     """A(lambda)^-1, so that Cov(beta_hat) = s2e A^-1 (lme4's vcov)."""
-    factor = linalg.cho_factor(gls_system(stats, lam)[0])
-    return linalg.cho_solve(factor, np.eye(stats.n_params))
+    factor = la.cho_factor(gls_system(stats, lam)[0])
+    return la.cho_inverse(factor)
 
 
 def is_reml(method):
@@ -150,7 +169,7 @@ def boundary_slope(stats, method):
     n = stats.n_obs
     if not is_reml(method):
         return float(n - n * r2 / rss)
-    trace = np.trace(linalg.cho_solve(factor, stats.classes.ss.sum(axis=0)))
+    trace = np.trace(la.cho_solve(factor, stats.classes.ss.sum(axis=0)))
     return float(n - trace - denominator(stats, method) * r2 / rss)
 
 
@@ -164,7 +183,7 @@ def within_group_rss(stats):
     """
     classes = stats.classes
     inverse = 1.0 / classes.size
-    w_xx = stats.xtx - np.tensordot(inverse, classes.ss, axes=1)
+    w_xx = stats.xtx - la.class_sum(inverse, classes.ss)
     w_xy = stats.xty - inverse @ classes.st
     w_yy = stats.yty - inverse @ classes.tt
     coef = np.linalg.lstsq(w_xx, w_xy, rcond=1e-10)[0]
@@ -185,17 +204,17 @@ def lambda_derivatives(stats, lam, method):
     w = 1.0 / (1.0 + n_j * lam)
     c, c1, c2 = lam * w, w**2, -2.0 * n_j * w**3
     a, b = gls_system(stats, lam)
-    factor = linalg.cho_factor(a)
-    beta = linalg.cho_solve(factor, b)
+    factor = la.cho_factor(a)
+    beta = la.cho_solve(factor, b)
     r2 = classes.residual_squares(beta)
     # sum_j c1_j s_j r_j; the second derivative of rss needs its A^-1 norm.
     sr = c1 @ (classes.st - classes.ss @ beta)
-    a_inv = linalg.cho_solve(factor, np.eye(stats.n_params))
-    a1 = -np.tensordot(c1, classes.ss, axes=1)
+    a_inv = la.cho_inverse(factor)
+    a1 = -la.class_sum(c1, classes.ss)
     out = {
         "rss": ols_rss(stats, beta) - c @ r2,
         "rss1": -(c1 @ r2),
-        "rss2": -(c2 @ r2) - 2.0 * sr @ linalg.cho_solve(factor, sr),
+        "rss2": -(c2 @ r2) - 2.0 * sr @ la.cho_solve(factor, sr),
         "logdet": count @ np.log1p(n_j * lam),
         "logdet1": count @ (n_j * w),
         "logdet2": -(count @ (n_j * w) ** 2),
@@ -203,7 +222,7 @@ def lambda_derivatives(stats, lam, method):
         "a1": a1,
     }
     if is_reml(method):
-        a2 = -np.tensordot(c2, classes.ss, axes=1)
+        a2 = -la.class_sum(c2, classes.ss)
         m = a_inv @ a1
         out["logdet"] += log_det_a(factor)
         out["logdet1"] += np.trace(m)

@@ -10,11 +10,12 @@ skhlm.engine.steps and the objective in skhlm.engine.criterion.
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import linalg, optimize
+from scipy import optimize
 from sklearn.exceptions import ConvergenceWarning
 
 from .._checks import warn
 from . import criterion as crit
+from . import linalg as la
 from . import steps
 
 
@@ -149,7 +150,7 @@ def fit(
         return boundary_fit(stats, method)
 
     if method == "ml":
-        xtx_factor = linalg.cho_factor(stats.xtx)
+        xtx_factor = la.cho_factor(stats.xtx)
 
         def update(params):
             return steps.ml_update(stats, params, xtx_factor)
