@@ -114,6 +114,7 @@ def main(argv=None):
     parser.add_argument("--groups", type=float, default=1e4)
     parser.add_argument("--reps", type=int, default=7, help="repetitions of the big cases")
     parser.add_argument("--small-reps", type=int, default=301)
+    parser.add_argument("--only", choices=["small", "big"], help="one of the two tables")
     parser.add_argument("--json", type=Path, help="also write the numbers here")
     args = parser.parse_args(argv)
     n = int(1e5 if args.quick else args.n)
@@ -122,13 +123,22 @@ def main(argv=None):
 
     X, y, g, source = sleepstudy()
     model = RandomInterceptRegressor()
+    if args.only != "big":
+        rows += small_table(X, y, g, model, args.small_reps)
+    if args.only != "small":
+        rows += big_table(n, n_groups, args.reps)
+    report(rows, args, f"{source}, {len(y)} rows", n, n_groups)
+
+
+def small_table(X, y, g, model, reps):
+    rows = []
     small = interleaved(
         {
             "LinearRegression().fit": lambda: LinearRegression().fit(X, y),
             "fit": lambda: model.fit(X, y, groups=g),
             "print(summary())": lambda: printed_summary(model),
         },
-        args.small_reps,
+        reps,
     )
     floor = small["LinearRegression().fit"]
     rows.append(("small data", "LinearRegression().fit", floor, None, None))
@@ -137,7 +147,11 @@ def main(argv=None):
         ("small data", "print(summary())", small["print(summary())"], "fit",
          small["print(summary())"] / small["fit"])
     )
+    return rows
 
+
+def big_table(n, n_groups, reps):
+    rows = []
     Xb, yb, codes = big(n, 10, n_groups)
     kinds = label_kinds(codes, n_groups)
     fitted = {k: RandomInterceptRegressor().fit(Xb, yb, groups=v) for k, v in kinds.items()}
@@ -147,7 +161,7 @@ def main(argv=None):
                   for k, v in kinds.items()})
     cases["print(summary())"] = lambda: printed_summary(fitted["int64"])
     cases["LinearRegression().fit"] = lambda: LinearRegression().fit(Xb, yb)
-    times = interleaved(cases, args.reps)
+    times = interleaved(cases, reps)
     int_fit = times["fit, int64 labels"]
     for k in kinds:
         rows.append(("labels", f"fit, {k} labels", times[f"fit, {k} labels"], "fit, int labels",
@@ -159,10 +173,13 @@ def main(argv=None):
                  times["print(summary())"] / int_fit))
     rows.append(("labels", "LinearRegression().fit", times["LinearRegression().fit"],
                  "fit, int labels", times["LinearRegression().fit"] / int_fit))
+    return rows
 
+
+def report(rows, args, source, n, n_groups):
     print(f"skhlm {skhlm.__version__}, numpy {np.__version__}, pandas {pd.__version__}, "
           f"scikit-learn {sklearn.__version__}, Python {platform.python_version()}")
-    print(f"small data: {source}, {len(y)} rows; median of {args.small_reps}")
+    print(f"small data: {source}; median of {args.small_reps}")
     print(f"big: n = {n:.0e}, p = 10, {n_groups} groups; median of {args.reps}\n")
     print("| case | time | against | ratio |")
     print("|---|---:|---|---:|")

@@ -68,8 +68,9 @@ class GroupedRegressorMixin:
             )
         return split_group_column(X, self.group_column)
 
-    def _validate_for_predict(self, X, groups):
-        """(X as a float array, groups) for predict: fitted, same features, finite."""
+    def _validate_for_predict(self, X, groups, *, check_finite=True):
+        """(X as a float array, groups) for predict: fitted, same features, finite
+        (unless ``check_finite`` is False: then :meth:`_fixed_part` checks)."""
         check_is_fitted(self)
         X, groups = self._take_groups(X, groups)
         _checks.numeric_columns(X)
@@ -81,8 +82,30 @@ class GroupedRegressorMixin:
             ensure_min_features=min(self.n_features_in_, 1),
             ensure_all_finite=False,
         )
-        _checks.finite(X, getattr(self, "feature_names_in_", None), when="predicting")
+        if check_finite:
+            _checks.finite(X, getattr(self, "feature_names_in_", None), when="predicting")
         return X, groups
+
+    def _fixed_part(self, X):
+        """x'beta + intercept for each row of a validated X, refusing NaN and inf in X.
+
+        A non-finite value in a column with a nonzero coefficient makes its row's
+        product non-finite, so the product's sum tests X without a pass of its own
+        (X is read once, not twice); with a zero coefficient (a dropped column) X is
+        tested directly.
+        """
+        y_pred = X @ self.coef_
+        y_pred += self.intercept_
+        if not (np.isfinite(y_pred.sum()) and self.coef_.all()):
+            _checks.finite(X, getattr(self, "feature_names_in_", None), when="predicting")
+        return y_pred
+
+    def _random_part(self, groups, n_samples, values):
+        """Each row's entry of ``values`` (one per group of groups_, e.g. the random
+        intercepts), 0 for a group not seen in fit, and the rows' group index."""
+        index = self._group_index(groups, n_samples)
+        # One gather: an unseen group's index, -1, takes the appended 0.
+        return np.append(values, np.zeros((1,) + values.shape[1:]), axis=0)[index], index
 
     def _warn_population(self, estimator_name):
         """Say that predict without groups ignores the group intercepts of a model

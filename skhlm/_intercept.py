@@ -3,6 +3,7 @@
 from numbers import Integral, Real
 
 import numpy as np
+import pandas as pd
 from sklearn.base import BaseEstimator, RegressorMixin, _fit_context
 from sklearn.metrics import r2_score
 from sklearn.utils._param_validation import Interval, StrOptions
@@ -216,6 +217,10 @@ class RandomInterceptRegressor(GroupedRegressorMixin, RegressorMixin, BaseEstima
         group_name = str(getattr(groups, "name", None) or "group")
         _checks.numeric_columns(X)
         _checks.finite_response(y)
+        if isinstance(y, pd.Series) and isinstance(y.dtype, np.dtype):
+            # Validation's pandas path for y costs more than a fit on small data; a
+            # numpy-typed Series is its values (nullable ones are left to it).
+            y = y.to_numpy()
         # An intercept-only model (lmer(y ~ 1 + (1 | g))) has an X with no columns.
         intercept_only = groups is not None and self.fit_intercept
         X, y = validate_data(
@@ -302,15 +307,16 @@ class RandomInterceptRegressor(GroupedRegressorMixin, RegressorMixin, BaseEstima
         y_std : ndarray of shape (n_samples,)
             Only with ``return_std=True``.
         """
-        X, groups = self._validate_for_predict(X, groups)
-        y_pred = X @ self.coef_ + self.intercept_
-        index = np.full(X.shape[0], -1)
+        X, groups = self._validate_for_predict(X, groups, check_finite=False)
+        y_pred = self._fixed_part(X)
+        index = None
         if groups is None and not population and self.groups_.size:
             self._warn_population(type(self).__name__)
         if groups is not None and not population:
-            index = self._group_index(groups, X.shape[0])
-            seen = index >= 0
-            y_pred[seen] += self.random_effects_[index[seen]]
+            intercepts, index = self._random_part(groups, X.shape[0], self.random_effects_)
+            y_pred += intercepts
+        if return_std and index is None:
+            index = np.full(X.shape[0], -1)
         if return_std:
             return y_pred, predictive_std(self._result, X, index)
         return y_pred

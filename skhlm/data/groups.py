@@ -90,18 +90,56 @@ def encode_groups(groups, n_samples):
     fast = _small_int_coding(labels)
     if fast is not None:
         return fast
-    try:
-        codes, levels = pd.factorize(labels, sort=True)
-    except TypeError:
-        codes, levels = pd.factorize(labels, sort=False)
+    codes, uniques, ordered = factorize(labels)
     n_missing = int(np.count_nonzero(codes < 0))
     if n_missing:
         raise ValueError(
             f"groups has {n_missing} missing label(s) (None or NaN) out of {n_samples} "
             "rows. Drop those rows or give them a group label before fitting."
         )
-    level, rank, sorted_sizes = _size_order(np.bincount(codes, minlength=levels.shape[0]))
-    return GroupCoding(rank[codes].astype(np.intp), sorted_sizes, level, np.asarray(levels))
+    counts = np.bincount(codes, minlength=uniques.shape[0])
+    if ordered:  # a Categorical: the category order, unused categories left out
+        order = np.flatnonzero(counts)
+    else:  # sorted as pandas sorts (numbers before strings), else as they came
+        order = _sort_order(uniques)
+    level, rank, sorted_sizes = _size_order(counts[order])
+    # label number (in uniques) -> its group's number in size order; one gather.
+    table = np.zeros(uniques.shape[0], dtype=rank.dtype)
+    table[order] = rank
+    return GroupCoding(table[codes].astype(np.intp), sorted_sizes, level, np.asarray(uniques[order]))
+
+
+def factorize(labels):
+    """(codes, uniques, ordered): each row's number in ``uniques`` (-1 for a missing
+    label) and the distinct labels, as a numpy array, in order of appearance or, for a
+    Categorical (``ordered`` True), all its categories in their order.
+
+    ``pd.factorize`` does it, through the fastest path for each kind of label: a
+    Categorical's own codes, pyarrow's dictionary encoding for arrow-backed strings,
+    pandas' string hash table for object strings; python-backed pandas strings are
+    factorized as the object array they hold (their own path is 2x slower).
+    """
+    dtype = getattr(labels, "dtype", None)
+    if isinstance(dtype, pd.CategoricalDtype):
+        categorical = labels.array if isinstance(labels, (pd.Series, pd.Index)) else labels
+        return np.asarray(categorical.codes), np.asarray(categorical.categories), True
+    if isinstance(dtype, pd.StringDtype) and dtype.storage == "python":
+        labels = labels.to_numpy(dtype=object)
+    codes, uniques = pd.factorize(labels)
+    return codes, np.asarray(uniques), False
+
+
+def _sort_order(uniques):
+    """The order that sorts the distinct labels as ``pd.factorize(sort=True)`` does
+    (numbers before strings when they are mixed), or as they came when they cannot
+    be sorted."""
+    try:
+        rank, _ = pd.factorize(uniques, sort=True)
+    except TypeError:
+        return np.arange(uniques.shape[0])
+    order = np.empty_like(rank)
+    order[rank] = np.arange(rank.shape[0])
+    return order
 
 
 def _size_order(sizes):
@@ -165,9 +203,38 @@ def _labels_for_rows(groups, n_samples):
 
 
 def lookup_groups(groups, levels, n_samples):
-    """Index of each label in ``levels``, -1 for a label not seen in fit."""
-    labels = np.asarray(_labels_for_rows(groups, n_samples))
-    return pd.Index(levels).get_indexer(labels)
+    """Index of each label in ``levels``, -1 for a label not seen in fit.
+
+    Labels match as in ``pd.Index(levels).get_indexer(labels)``.  The rows' labels are
+    factorized (:func:`factorize`), and only the distinct ones are looked up: 4x to
+    50x faster than looking up every row, for strings and Categoricals.
+    """
+    labels = _labels_for_rows(groups, n_samples)
+    index = pd.Index(levels)
+    dtype = getattr(labels, "dtype", None)
+    if isinstance(dtype, np.dtype) and dtype.kind in "iufb":
+        fast = _small_int_lookup(np.asarray(labels), levels)
+        # other numbers: a direct lookup is fast
+        return fast if fast is not None else index.get_indexer(np.asarray(labels))
+    # factorize merges the labels that are equal and hash alike, as the index's own
+    # lookup does (1, 1.0 and True alike).  A missing label (code -1) is unseen: it
+    # takes the table's last entry.
+    codes, uniques, _ = factorize(labels)
+    table = np.append(index.get_indexer(uniques), -1)
+    return table[codes]
+
+
+def _small_int_lookup(labels, levels):
+    """lookup_groups for non-negative integer labels and levels, by a table of
+    ~ n entries (as _small_int_coding); None for other labels."""
+    if labels.dtype.kind not in "iu" or levels.dtype.kind not in "iu" or not labels.size:
+        return None
+    top = max(int(labels.max()), int(levels.max(initial=0)))
+    if labels.min() < 0 or levels.min(initial=0) < 0 or top > 4 * labels.size + 1024:
+        return None
+    table = np.full(top + 1, -1, dtype=np.intp)
+    table[levels] = np.arange(levels.shape[0])
+    return table[labels]
 
 
 _PASSTHROUGH_HINT = (
