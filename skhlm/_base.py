@@ -94,8 +94,9 @@ class GroupedRegressorMixin:
         (X is read once, not twice); with a zero coefficient (a dropped column) X is
         tested directly.
         """
-        y_pred = X @ self.coef_
-        y_pred += self.intercept_
+        with np.errstate(invalid="ignore", over="ignore"):  # inf * 0: refused below
+            y_pred = X @ self.coef_
+            y_pred += self.intercept_
         if not (np.isfinite(y_pred.sum()) and self.coef_.all()):
             _checks.finite(X, getattr(self, "feature_names_in_", None), when="predicting")
         return y_pred

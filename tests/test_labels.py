@@ -149,3 +149,58 @@ def test_fit_and_predict_agree_across_every_kind_of_label():
     # The unseen rows got x'beta, the seen ones their group's intercept on top.
     np.testing.assert_allclose(expected[50:], reference.predict(X[50:60], population=True))
     assert np.all(expected[:50] != reference.predict(X[:50], population=True))
+
+
+# -- predict's other shortcuts: X read once, the BLAS context --
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("column", [0, 2])  # a fitted column, a dropped one (coef 0)
+def test_predict_refuses_a_non_finite_value_in_any_column(value, column):
+    rng = np.random.default_rng(7)
+    X = rng.normal(size=(80, 2))
+    X = np.column_stack([X, X[:, 0]])  # column 2 duplicates 0: dropped, coef 0
+    y = X[:, 0] + rng.normal(size=80)
+    groups = np.arange(80) % 8
+    with pytest.warns(UserWarning, match="rank deficient"):
+        model = RandomInterceptRegressor().fit(X, y, groups=groups)
+    assert model.coef_[2] == 0.0 and np.all(model.coef_[:2] != 0.0)
+    bad = X.copy()
+    bad[5, column] = value
+    with pytest.raises(ValueError, match=rf"by column: \{{'{column}': 1\}}.* before predicting"):
+        model.predict(bad, groups=groups)
+    np.testing.assert_allclose(model.predict(X, groups=groups), model.predict(X[:, [0, 1, 0]], groups=groups))
+
+
+def test_predict_is_x_beta_plus_the_seen_groups_intercept():
+    rng = np.random.default_rng(8)
+    X = rng.normal(size=(90, 2))
+    groups = np.arange(90) % 9
+    y = X @ [2.0, 1.0] + rng.normal(size=9)[groups] + rng.normal(size=90)
+    model = RandomInterceptRegressor().fit(X, y, groups=groups)
+    given = np.array([0, 4, 8, 100, -3])
+    expected = X[:5] @ model.coef_ + model.intercept_
+    expected[:3] += model.random_effects_[[0, 4, 8]]
+    np.testing.assert_allclose(model.predict(X[:5], groups=given), expected, rtol=1e-14)
+
+
+def test_the_serial_blas_context_restores_the_thread_counts_and_nests():
+    from threadpoolctl import threadpool_info
+
+    from skhlm._blas import SERIAL_BLAS_MAX_COLUMNS, blas_threads, small_matrix_blas
+
+    def counts():
+        return [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+
+    before = counts()
+    with small_matrix_blas(3):
+        assert set(counts()) == {1}
+        with blas_threads(3):
+            assert set(counts()) == {1}
+        assert set(counts()) == {1}  # the inner context left the outer's setting
+    assert counts() == before
+    with pytest.raises(RuntimeError), blas_threads(3):
+        raise RuntimeError
+    assert counts() == before
+    with blas_threads(SERIAL_BLAS_MAX_COLUMNS + 1):
+        assert counts() == before  # wide: BLAS keeps its threads
