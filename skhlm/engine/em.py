@@ -7,6 +7,7 @@ that needs a fit from a given starting point go through it, with one set of limi
 skhlm.engine.steps and the objective in skhlm.engine.criterion.
 """
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -66,7 +67,7 @@ def parameter_change(step, params):
 
 
 def _feasible(params):
-    return np.all(np.isfinite(params)) and params[-2] > 0 and params[-1] > 0
+    return math.isfinite(params.sum()) and params[-2] > 0 and params[-1] > 0
 
 
 def squarem_step(update, objective, params, current):

@@ -98,7 +98,7 @@ class FitResult(em.EMResult):
         s2u, s2e = self.variance_components
         return self.grouped and bool(self.boundary or s2u < _SINGULAR_RATIO * s2e)
 
-    @property
+    @cached_property
     def user_log_likelihood_history(self):
         return self.log_likelihood_history - self.units.log_jacobian(self.stats.n_obs, self.method)
 
@@ -142,7 +142,7 @@ class FitResult(em.EMResult):
         """This result with the summary's scaled residual quantiles, keeping what it
         has computed already (the BLUPs: G-sized, needed by both)."""
         new = replace(self, residual_quantiles=quantiles)
-        for name in ("random_effects", "derivatives"):
+        for name in ("random_effects", "derivatives", "user_log_likelihood_history"):
             if name in self.__dict__:
                 new.__dict__[name] = self.__dict__[name]
         return new
