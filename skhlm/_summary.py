@@ -8,12 +8,14 @@ effects, counts, fixed effects with significance codes, then one line lme4 does
 not print, the ICC with its interval.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
 from scipy import stats as st
 
+from ._blas import small_matrix_blas
 from .engine.result import INTERCEPT
 from .inference import profile, vcov
 from .inference.compare import group_variance_lrt
@@ -65,13 +67,27 @@ class Summary:
         Profile-likelihood intervals (columns ``lower``, ``upper``; rows "Groups"
         and "Residual" as standard deviations, then the fixed effects), as lme4's
         ``confint(method="profile")``: from the ML deviance, for REML fits too.
+        Computed lazily, on first access (p + 2 profiles, and the ML refit of a
+        REML fit: most of a summary's cost, and not printed), then kept.
     group_variance_test : dict or None
         Likelihood-ratio test of s2u = 0 (is the multilevel model needed?):
         ``statistic``, ``df``, ``p_value`` from the 50:50 mixture of chi2(0) and
         chi2(1), ``log_likelihood_null``.  None for a model fitted without groups.
+        Computed with the summary: the printed block shows it.
     group_intercepts : DataFrame or None
         Each group's random intercept (BLUP) with its conditional standard error
-        and prediction interval at ``level``, indexed by group.
+        and prediction interval at ``level``, indexed by group; None for a model
+        fitted without groups.  Computed lazily, on first access (a table of one
+        row per group, not printed), then kept.
+
+    Notes
+    -----
+    The lazy attributes are computed from the fit result the summary was made from
+    (its private ``_result``; None without one, and so are they), at the summary's
+    ``level``, as lme4's ``confint`` and ``ranef`` compute them only when asked;
+    ``print`` never needs them.  Once computed they are stored on the instance, so a
+    copy or a pickle made afterwards carries them, and one made before computes
+    them the same way.
     """
 
     method: str
@@ -95,9 +111,26 @@ class Summary:
     converged: bool
     n_iter: int
     residual_quantiles: np.ndarray
-    confint: pd.DataFrame | None = None
     group_variance_test: dict | None = None
-    group_intercepts: pd.DataFrame | None = None
+    # The fit result the lazy attributes are computed from (None: they are None).
+    _result: object = field(default=None, repr=False, compare=False)
+
+    @cached_property
+    def confint(self):
+        """Profile-likelihood intervals at ``level`` (lme4's ``confint``), computed on
+        first access."""
+        if self._result is None:
+            return None
+        with small_matrix_blas(self._result.stats.n_params):
+            return profile.profile_intervals(self._result, self.level)
+
+    @cached_property
+    def group_intercepts(self):
+        """The groups' random intercepts with their intervals at ``level``, computed
+        on first access."""
+        if self._result is None or not self._result.grouped:
+            return None
+        return vcov.random_effects_intervals(self._result, self.level)
 
     def __str__(self):
         return "\n".join(
@@ -182,9 +215,8 @@ def summarize(result, *, level=0.95, ddf="satterthwaite"):
         converged=bool(result.converged),
         n_iter=int(result.n_iter),
         residual_quantiles=None if quantiles is None else np.asarray(quantiles),
-        confint=profile.profile_intervals(result, level),
         group_variance_test=group_variance_lrt(result) if result.grouped else None,
-        group_intercepts=vcov.random_effects_intervals(result, level) if result.grouped else None,
+        _result=result,
     )
 
 
