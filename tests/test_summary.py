@@ -8,6 +8,7 @@ import re
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import simulate_multilevel
 from lme4_reference import design
 from scipy import stats as st
 
@@ -308,3 +309,25 @@ def test_copied_and_pickled_summaries_print_and_compute_the_same(pisa_reml, reco
     assert len(profiles) == len(tables) == (0 if accessed else 1)
     pd.testing.assert_frame_equal(other.fixed_effects, s.fixed_effects)
     assert other.icc_interval == s.icc_interval
+
+
+def test_a_redundant_feature_prints_as_na_and_tables_own_their_labels():
+    X, y, groups = simulate_multilevel(3, coef=[0.5, 0.3], n_groups=60, sizes=(5, 15))
+    X = np.column_stack([X[:, 0], 2.0 * X[:, 0], X[:, 1]])
+    with pytest.warns(UserWarning, match="rank deficient"):
+        model = RandomInterceptRegressor().fit(X, y, groups=groups)
+    s, other = model.summary(), model.summary()
+    lines = str(s).splitlines()
+    row = next(line for line in lines if line.startswith("x1 "))
+    assert re.fullmatch(r"x1 +0\.0+ +NA +NA +NA +NA", row), row
+    for name in ("(Intercept)", "x0", "x2"):
+        line = next(line for line in lines if line.startswith(name + " "))
+        assert "NA" not in line.split() and len(re.findall(r"-?\d+\.\d+", line)) >= 4, line
+    # Each table has its own labels: renaming one renames no other summary's.
+    s.fixed_effects.columns.name = "renamed"
+    s.random_effects.index.name = "renamed"
+    assert other.fixed_effects.columns.name is None and other.random_effects.index.name is None
+    assert model.summary().fixed_effects.columns.name is None
+    assert list(other.fixed_effects.columns) == [
+        "estimate", "std_error", "df", "t_value", "p_value", "ci_lower", "ci_upper"
+    ]
