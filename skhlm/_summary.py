@@ -73,8 +73,8 @@ class Summary:
         Profile-likelihood intervals (columns ``lower``, ``upper``; rows "Groups"
         and "Residual" as standard deviations, then the fixed effects), as lme4's
         ``confint(method="profile")``: from the ML deviance, for REML fits too.
-        Computed lazily, on first access (p + 2 profiles, and the ML refit of a
-        REML fit: most of a summary's cost, and not printed), then kept.
+        Computed lazily, on first access (p + 2 profiles after the ML refit of a
+        REML fit: some 20 times a small fit, and not printed), then kept.
     group_variance_test : dict or None
         Likelihood-ratio test of s2u = 0 (is the multilevel model needed?):
         ``statistic``, ``df``, ``p_value`` from the 50:50 mixture of chi2(0) and

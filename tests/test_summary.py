@@ -13,6 +13,7 @@ from lme4_reference import design
 from scipy import stats as st
 
 from skhlm import RandomInterceptRegressor
+from skhlm.engine import em
 from skhlm.inference import profile, vcov
 from skhlm.inference.profile import profile_intervals
 from skhlm import _summary
@@ -229,6 +230,13 @@ def test_printing_a_summary_computes_no_profile_and_no_group_table(pisa_reml, re
     text = str(model.summary())
     assert text == SNAPSHOT and repr(model.summary()) == SNAPSHOT
     assert profiles == [] and tables == []
+    # Nor the ML refit of this REML fit, which only the profiles need (a fresh result:
+    # nothing cached on it).
+    fits = record_calls(em, "fit")
+    fresh = dataclasses.replace(model._result)
+    assert str(summarize(fresh)) == SNAPSHOT and fits == [] and "ml" not in vars(fresh)
+    summarize(fresh).confint
+    assert [args[1] for args in fits] == ["ml"]
 
 
 @pytest.mark.parametrize("level", [0.95, 0.9])
@@ -258,7 +266,8 @@ def test_group_intercepts_are_tabled_on_first_access_only(pisa_reml, record_call
     assert len(first) == s.n_groups == 164
     np.testing.assert_array_equal(first["estimate"], model.random_effects_)
     z = st.norm.ppf(0.5 + level / 2)
-    np.testing.assert_allclose(first["upper"] - first["lower"], 2 * z * first["std_error"], rtol=1e-12)
+    width = first["upper"] - first["lower"]
+    np.testing.assert_allclose(width, 2 * z * first["std_error"], rtol=1e-12)
 
 
 def test_the_printed_lrt_is_computed_with_the_summary(pisa_reml, record_calls):
@@ -291,9 +300,13 @@ def test_a_summary_built_without_its_result_has_no_lazy_attributes(pisa_reml):
 
 @pytest.mark.parametrize("accessed", [False, True])
 @pytest.mark.parametrize(
-    "clone", [copy.copy, copy.deepcopy, lambda s: pickle.loads(pickle.dumps(s))], ids=["copy", "deepcopy", "pickle"]
+    "clone",
+    [copy.copy, copy.deepcopy, lambda s: pickle.loads(pickle.dumps(s))],
+    ids=["copy", "deepcopy", "pickle"],
 )
-def test_copied_and_pickled_summaries_print_and_compute_the_same(pisa_reml, record_calls, clone, accessed):
+def test_copied_and_pickled_summaries_print_and_compute_the_same(
+    pisa_reml, record_calls, clone, accessed
+):
     model = pisa_reml[0]
     s = model.summary()
     if accessed:
