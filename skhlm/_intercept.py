@@ -345,6 +345,8 @@ class RandomInterceptRegressor(GroupedRegressorMixin, RegressorMixin, BaseEstima
             ``group_intercepts``, ``log_likelihood``, ``aic``, ``bic``,
             ``deviance`` or ``reml_criterion``, ``n_obs``, ``n_groups``, ``group_name``,
             ``singular``, ``converged``, ``n_iter``; ``print`` shows the block.
+            ``confint`` and ``group_intercepts``, which the block does not show, are
+            computed on first access (as lme4's ``confint``), then kept.
         """
         check_is_fitted(self)
         with small_matrix_blas(self._result.stats.n_params):

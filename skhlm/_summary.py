@@ -8,12 +8,13 @@ effects, counts, fixed effects with significance codes, then one line lme4 does
 not print, the ICC with its interval.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
-from scipy import stats as st
 
+from ._blas import small_matrix_blas
 from .engine.result import INTERCEPT
 from .inference import profile, vcov
 from .inference.compare import group_variance_lrt
@@ -22,6 +23,13 @@ from .inference.compare import group_variance_lrt
 _P_FLOOR = 2.2e-16
 _SIGNIF_LEGEND = "Signif. codes:  0 '***' 0.001 '**' 0.01 '*' 0.05 '.' 0.1 ' ' 1"
 _DDF = {"satterthwaite", "residual", "asymptotic"}
+# The tables' labels, made once: pandas takes ~100 us to build an Index of strings,
+# a copy ~10 us (each table gets its own copy, so renaming one renames no other).
+_FIXED_COLUMNS = pd.Index(
+    ["estimate", "std_error", "df", "t_value", "p_value", "ci_lower", "ci_upper"]
+)
+_RANDOM_ROWS = pd.Index(["Groups", "Residual"])
+_RANDOM_COLUMNS = pd.Index(["variance", "std_dev"])
 
 
 @dataclass(frozen=True, repr=False)
@@ -65,13 +73,27 @@ class Summary:
         Profile-likelihood intervals (columns ``lower``, ``upper``; rows "Groups"
         and "Residual" as standard deviations, then the fixed effects), as lme4's
         ``confint(method="profile")``: from the ML deviance, for REML fits too.
+        Computed lazily, on first access (p + 2 profiles after the ML refit of a
+        REML fit: some 20 times a small fit, and not printed), then kept.
     group_variance_test : dict or None
         Likelihood-ratio test of s2u = 0 (is the multilevel model needed?):
         ``statistic``, ``df``, ``p_value`` from the 50:50 mixture of chi2(0) and
         chi2(1), ``log_likelihood_null``.  None for a model fitted without groups.
+        Computed with the summary: the printed block shows it.
     group_intercepts : DataFrame or None
         Each group's random intercept (BLUP) with its conditional standard error
-        and prediction interval at ``level``, indexed by group.
+        and prediction interval at ``level``, indexed by group; None for a model
+        fitted without groups.  Computed lazily, on first access (a table of one
+        row per group, not printed), then kept.
+
+    Notes
+    -----
+    The lazy attributes are computed from the fit result the summary was made from
+    (its private ``_result``; None without one, and so are they), at the summary's
+    ``level``, as lme4's ``confint`` and ``ranef`` compute them only when asked;
+    ``print`` never needs them.  Once computed they are stored on the instance, so a
+    copy or a pickle made afterwards carries them, and one made before computes
+    them the same way.
     """
 
     method: str
@@ -95,9 +117,26 @@ class Summary:
     converged: bool
     n_iter: int
     residual_quantiles: np.ndarray
-    confint: pd.DataFrame | None = None
     group_variance_test: dict | None = None
-    group_intercepts: pd.DataFrame | None = None
+    # The fit result the lazy attributes are computed from (None: they are None).
+    _result: object = field(default=None, repr=False, compare=False)
+
+    @cached_property
+    def confint(self):
+        """Profile-likelihood intervals at ``level`` (lme4's ``confint``), computed on
+        first access."""
+        if self._result is None:
+            return None
+        with small_matrix_blas(self._result.stats.n_params):
+            return profile.profile_intervals(self._result, self.level)
+
+    @cached_property
+    def group_intercepts(self):
+        """The groups' random intercepts with their intervals at ``level``, computed
+        on first access."""
+        if self._result is None or not self._result.grouped:
+            return None
+        return vcov.random_effects_intervals(self._result, self.level)
 
     def __str__(self):
         return "\n".join(
@@ -155,11 +194,18 @@ def summarize(result, *, level=0.95, ddf="satterthwaite"):
     """
     fixed = fixed_effects_table(result, level, ddf)
     s2u, s2e = result.variance_components
-    random = pd.DataFrame({"variance": [s2u, s2e]}, index=["Groups", "Residual"])
-    random["std_dev"] = np.sqrt(random["variance"])
+    variance = np.array([s2u, s2e], dtype=np.float64)
+    random = pd.DataFrame(
+        np.column_stack([variance, np.sqrt(variance)]),
+        index=_RANDOM_ROWS.copy(),
+        columns=_RANDOM_COLUMNS.copy(),
+    )
     log_likelihood = result.user_log_likelihood
     criterion = -2.0 * log_likelihood
     quantiles = result.residual_quantiles
+    # The test first: its two criteria (at the estimate and at 0) are where the ICC's
+    # profile starts, and gls_beta keeps its last answers.
+    test = group_variance_lrt(result) if result.grouped else None
     return Summary(
         method=result.method,
         ddf=ddf,
@@ -182,9 +228,8 @@ def summarize(result, *, level=0.95, ddf="satterthwaite"):
         converged=bool(result.converged),
         n_iter=int(result.n_iter),
         residual_quantiles=None if quantiles is None else np.asarray(quantiles),
-        confint=profile.profile_intervals(result, level),
-        group_variance_test=group_variance_lrt(result) if result.grouped else None,
-        group_intercepts=vcov.random_effects_intervals(result, level) if result.grouped else None,
+        group_variance_test=test,
+        _result=result,
     )
 
 
@@ -213,19 +258,11 @@ def fixed_effects_table(result, level=0.95, ddf="satterthwaite"):
         df[estimated] = stats.n_obs - stats.n_params
     with np.errstate(invalid="ignore"):
         t_value = estimate / se
-        p_value = 2.0 * st.t.sf(np.abs(t_value), df)
-        half = st.t.ppf(0.5 + level / 2.0, df) * se
+        p_value = 2.0 * vcov.t_sf(np.abs(t_value), df)
+        half = vcov.t_quantile(0.5 + level / 2.0, df) * se
+    table = [estimate, se, df, t_value, p_value, estimate - half, estimate + half]
     return pd.DataFrame(
-        {
-            "estimate": estimate,
-            "std_error": se,
-            "df": df,
-            "t_value": t_value,
-            "p_value": p_value,
-            "ci_lower": estimate - half,
-            "ci_upper": estimate + half,
-        },
-        index=result.coef_names,
+        np.column_stack(table), index=result.coef_names, columns=_FIXED_COLUMNS.copy()
     )
 
 
@@ -317,7 +354,7 @@ def _common_decimals(values, digits=4):
 def _random_effects(s):
     """lme4's block: the grouping factor and term, the variance and SD (each column
     formatted as one, as R's format()), left-aligned under the headers."""
-    re = s.random_effects
+    re = _columns(s.random_effects)
     var = _common_width(_common_decimals(re["variance"]))
     sd = _common_width(_common_decimals(re["std_dev"]))
     rows = [("Groups", "Name", "Variance", "Std.Dev.")]
@@ -329,6 +366,12 @@ def _random_effects(s):
     lines += [" " + " ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
     groups = f", groups:  {s.group_name}, {s.n_groups}" if s.n_groups else ""
     return lines + [f"Number of obs: {s.n_obs}{groups}"]
+
+
+def _columns(table):
+    """A table's columns as lists of Python floats, by name: pandas' access to a row
+    or a column (iterrows, ``table[name]``) was most of the cost of a print."""
+    return dict(zip(table.columns, table.to_numpy(dtype=np.float64).T.tolist()))
 
 
 def _common_width(cells):
@@ -351,21 +394,23 @@ def _stars(p):
     return ""
 
 
-def _fixed_effects(fe, ddf):
+def _fixed_effects(table, ddf):
+    fe = _columns(table)
     # Four significant digits on the smallest standard error, as printCoefmat.
-    decimals = _decimals(fe["std_error"], 4) if len(fe) else 3
+    decimals = _decimals(fe["std_error"], 4) if len(table) else 3
     z_test = ddf == "asymptotic"
     names = ["Estimate", "Std. Error"] + ([] if z_test else ["df"])
     names += ["z value", "Pr(>|z|)"] if z_test else ["t value", "Pr(>|t|)"]
     rows = []
     estimates = _format_column(fe["estimate"], decimals, 4)
     errors = _format_column(fe["std_error"], decimals, 4)
-    for (name, r), estimate, error in zip(fe.iterrows(), estimates, errors):
+    columns = zip(table.index, estimates, errors, fe["df"], fe["t_value"], fe["p_value"])
+    for name, estimate, error, df, t_value, p_value in columns:
         cells = [estimate, error]
         if not z_test:
-            cells.append(f"{r.df:.3f}")
-        cells += [f"{r.t_value:.3f}", _format_p(r.p_value)]
-        rows.append((str(name), [c.replace("nan", "NA") for c in cells], _stars(r.p_value)))
+            cells.append(f"{df:.3f}")
+        cells += [f"{t_value:.3f}", _format_p(p_value)]
+        rows.append((str(name), [c.replace("nan", "NA") for c in cells], _stars(p_value)))
     label_w = max([len(r[0]) for r in rows] + [0])
     widths = [max(len(n), *(len(r[1][k]) for r in rows)) for k, n in enumerate(names)]
     header = " ".join(n.rjust(w) for n, w in zip(names, widths))

@@ -959,3 +959,68 @@ def test_compare_tolerates_rounding_at_any_scale_of_y_and_nothing_more():
     assert eps < 1e-5 * abs(close[codes == codes[0]].sum())
     with pytest.raises(ValueError, match="not fitted to the same data"):
         compare(ml_fit(X, close, groups), ml_fit(X, swapped, groups))
+
+
+# -- the summary's fast paths give scipy.stats' numbers, bit for bit --
+
+
+def test_t_distribution_functions_are_scipy_stats_to_the_bit():
+    """t tests and Wald intervals call scipy.special directly (scipy.stats' argument
+    handling cost a tenth of a small summary): the same numbers, also at df = inf
+    (the normal), NaN (a dropped feature) and at the tails."""
+    df = np.array([1.0, 2.5, 22.81, 161.0, 4973.27, 1e12, np.inf, np.nan])
+    x = np.array([0.0, 1e-8, 0.5, 1.96, 13.0, 110.4, 1e3, np.inf, np.nan])
+    dfs, xs = np.meshgrid(df, x)
+    np.testing.assert_array_equal(inf.t_sf(xs, dfs), st.t.sf(xs, dfs))
+    q = np.array([0.5, 0.55, 0.9, 0.95, 0.975, 0.995, 1 - 1e-12])
+    dfs, qs = np.meshgrid(df, q)
+    np.testing.assert_array_equal(inf.t_quantile(qs, dfs), st.t.ppf(qs, dfs))
+    assert inf.t_sf(1.96, np.inf) == pytest.approx(0.025, abs=1e-4)
+    assert inf.t_quantile(0.975, 10.0) == pytest.approx(2.228139, abs=1e-6)
+
+
+def test_fixed_effects_p_values_and_bounds_are_those_of_scipy_stats(case):
+    _, model, _ = case
+    for ddf, level in [("satterthwaite", 0.95), ("residual", 0.9), ("asymptotic", 0.8)]:
+        fe = fixed_effects_table(model._result, level, ddf)
+        p = 2.0 * st.t.sf(np.abs(fe["t_value"]), fe["df"])
+        np.testing.assert_array_equal(fe["p_value"], p)
+        half = st.t.ppf(0.5 + level / 2.0, fe["df"]) * fe["std_error"]
+        np.testing.assert_array_equal(fe["ci_upper"], fe["estimate"] + half)
+        np.testing.assert_array_equal(fe["ci_lower"], fe["estimate"] - half)
+
+
+def test_group_variance_lrt_p_value_is_half_scipys_chi2_sf(case):
+    _, model, _ = case
+    test = group_variance_lrt(model._result)
+    expected = 1.0 if test["statistic"] == 0 else 0.5 * st.chi2.sf(test["statistic"], 1)
+    assert test["p_value"] == expected
+
+
+def test_critical_value_is_chi2_quantile_kept_per_level():
+    for level in (0.95, 0.9, np.float64(0.8), 0.999):
+        assert _profile.critical_value(level) == st.chi2.ppf(level, 1)
+    assert _profile.critical_value(0.95) == pytest.approx(1.959963984540054**2, rel=1e-14)
+    before = _profile._chi2_1_quantile.cache_info().hits
+    _profile.critical_value(0.95)
+    assert _profile._chi2_1_quantile.cache_info().hits == before + 1
+
+
+@pytest.mark.parametrize("floor_attainable", [False, True])
+def test_profile_bounds_evaluate_each_point_once(floor_attainable):
+    """The root finds start from points the searches evaluated already: each excess
+    (a profile) is computed once, and the roots are those of the function."""
+    seen = []
+
+    def excess(x):
+        seen.append(x)
+        return 4.0 * (x - 1.0) ** 2
+
+    floor = 0.0 if floor_attainable else None
+    lo, hi = _profile.profile_bounds(
+        excess, 1.0, 0.1, 3.0, floor=floor, floor_attainable=floor_attainable
+    )
+    half = np.sqrt(3.0 / 4.0)
+    np.testing.assert_allclose([lo, hi], [1.0 - half, 1.0 + half], rtol=1e-9)
+    assert len(seen) == len(set(seen)) and len(seen) > 10
+    assert (0.0 in seen) == floor_attainable

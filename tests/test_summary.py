@@ -1,14 +1,22 @@
 """The Summary object: its numbers, and a snapshot of its printed lme4 layout."""
 
+import copy
 import dataclasses
+import pickle
 import re
 
 import numpy as np
+import pandas as pd
 import pytest
+from conftest import simulate_multilevel
 from lme4_reference import design
+from scipy import stats as st
 
 from skhlm import RandomInterceptRegressor
+from skhlm.engine import em
+from skhlm.inference import profile, vcov
 from skhlm.inference.profile import profile_intervals
+from skhlm import _summary
 from skhlm._summary import summarize
 
 # print(summary(lmerTest::lmer(y ~ desk + escs + (1 | g), data = pisa))) in R 4.2,
@@ -210,3 +218,129 @@ def test_small_units_print_in_scientific_notation():
     assert " g        (Intercept) 1.554e-13 3.942e-07" in text
     assert "desk        8.888e-08  3.142e-08" in text
     assert "0.000000" not in text
+
+
+# -- the lazy attributes: computed on first access, as lme4's confint and ranef --
+
+
+def test_printing_a_summary_computes_no_profile_and_no_group_table(pisa_reml, record_calls):
+    model = pisa_reml[0]
+    profiles = record_calls(profile, "profile_intervals")
+    tables = record_calls(vcov, "random_effects_intervals")
+    text = str(model.summary())
+    assert text == SNAPSHOT and repr(model.summary()) == SNAPSHOT
+    assert profiles == [] and tables == []
+    # Nor the ML refit of this REML fit, which only the profiles need (a fresh result:
+    # nothing cached on it).
+    fits = record_calls(em, "fit")
+    fresh = dataclasses.replace(model._result)
+    assert str(summarize(fresh)) == SNAPSHOT and fits == [] and "ml" not in vars(fresh)
+    summarize(fresh).confint
+    assert [args[1] for args in fits] == ["ml"]
+
+
+@pytest.mark.parametrize("level", [0.95, 0.9])
+def test_confint_is_profiled_on_first_access_only(pisa_reml, record_calls, level):
+    model = pisa_reml[0]
+    s = model.summary(level=level)
+    calls = record_calls(profile, "profile_intervals")
+    first = s.confint
+    assert s.confint is first and s.confint is first  # kept: one profile for three reads
+    assert calls == [(model._result, level)]
+    assert list(first.index) == ["Groups", "Residual", "(Intercept)", "desk", "escs"]
+    assert first.equals(profile_intervals(model._result, level))
+    assert first.notna().all().all() and (first["lower"] < first["upper"]).all()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        s.confint = None
+
+
+@pytest.mark.parametrize("level", [0.95, 0.8])
+def test_group_intercepts_are_tabled_on_first_access_only(pisa_reml, record_calls, level):
+    model = pisa_reml[0]
+    s = model.summary(level=level)
+    calls = record_calls(vcov, "random_effects_intervals")
+    first = s.group_intercepts
+    assert s.group_intercepts is first
+    assert calls == [(model._result, level)]
+    pd.testing.assert_frame_equal(first, vcov.random_effects_intervals(model._result, level))
+    assert len(first) == s.n_groups == 164
+    np.testing.assert_array_equal(first["estimate"], model.random_effects_)
+    z = st.norm.ppf(0.5 + level / 2)
+    width = first["upper"] - first["lower"]
+    np.testing.assert_allclose(width, 2 * z * first["std_error"], rtol=1e-12)
+
+
+def test_the_printed_lrt_is_computed_with_the_summary(pisa_reml, record_calls):
+    """The LRT is printed, so it is a field, not a lazy attribute."""
+    calls = record_calls(_summary, "group_variance_lrt")
+    s = pisa_reml[0].summary()
+    assert len(calls) == 1 and "group_variance_test" in {f.name for f in dataclasses.fields(s)}
+    assert s.group_variance_test["statistic"] == pytest.approx(835.7, abs=0.05)
+    str(s)
+    assert len(calls) == 1
+
+
+def test_a_summary_without_groups_has_profiles_but_no_group_intercepts(record_calls):
+    X, y, _, _ = design("balanced/full/ml")
+    with pytest.warns(UserWarning, match="no groups"):
+        model = RandomInterceptRegressor().fit(X, y)
+    tables = record_calls(vcov, "random_effects_intervals")
+    s = model.summary()
+    assert s.group_intercepts is None and s.group_variance_test is None and tables == []
+    assert s.confint.equals(profile_intervals(model._result))
+    assert s.confint.loc["Groups"].isna().all() and s.confint.loc["Residual"].notna().all()
+
+
+def test_a_summary_built_without_its_result_has_no_lazy_attributes(pisa_reml):
+    s = summarize(pisa_reml[0]._result)
+    bare = dataclasses.replace(s, _result=None)
+    assert bare.confint is None and bare.group_intercepts is None
+    assert str(bare) == str(s) == SNAPSHOT
+
+
+@pytest.mark.parametrize("accessed", [False, True])
+@pytest.mark.parametrize(
+    "clone",
+    [copy.copy, copy.deepcopy, lambda s: pickle.loads(pickle.dumps(s))],
+    ids=["copy", "deepcopy", "pickle"],
+)
+def test_copied_and_pickled_summaries_print_and_compute_the_same(
+    pisa_reml, record_calls, clone, accessed
+):
+    model = pisa_reml[0]
+    s = model.summary()
+    if accessed:
+        s.confint, s.group_intercepts
+    other = clone(s)
+    assert str(other) == repr(other) == SNAPSHOT
+    expected = profile_intervals(model._result), vcov.random_effects_intervals(model._result)
+    profiles = record_calls(profile, "profile_intervals")
+    tables = record_calls(vcov, "random_effects_intervals")
+    assert other.confint.equals(expected[0])
+    pd.testing.assert_frame_equal(other.group_intercepts, expected[1])
+    # A clone of an accessed summary carries its tables; one made before computes its own.
+    assert len(profiles) == len(tables) == (0 if accessed else 1)
+    pd.testing.assert_frame_equal(other.fixed_effects, s.fixed_effects)
+    assert other.icc_interval == s.icc_interval
+
+
+def test_a_redundant_feature_prints_as_na_and_tables_own_their_labels():
+    X, y, groups = simulate_multilevel(3, coef=[0.5, 0.3], n_groups=60, sizes=(5, 15))
+    X = np.column_stack([X[:, 0], 2.0 * X[:, 0], X[:, 1]])
+    with pytest.warns(UserWarning, match="rank deficient"):
+        model = RandomInterceptRegressor().fit(X, y, groups=groups)
+    s, other = model.summary(), model.summary()
+    lines = str(s).splitlines()
+    row = next(line for line in lines if line.startswith("x1 "))
+    assert re.fullmatch(r"x1 +0\.0+ +NA +NA +NA +NA", row), row
+    for name in ("(Intercept)", "x0", "x2"):
+        line = next(line for line in lines if line.startswith(name + " "))
+        assert "NA" not in line.split() and len(re.findall(r"-?\d+\.\d+", line)) >= 4, line
+    # Each table has its own labels: renaming one renames no other summary's.
+    s.fixed_effects.columns.name = "renamed"
+    s.random_effects.index.name = "renamed"
+    assert other.fixed_effects.columns.name is None and other.random_effects.index.name is None
+    assert model.summary().fixed_effects.columns.name is None
+    assert list(other.fixed_effects.columns) == [
+        "estimate", "std_error", "df", "t_value", "p_value", "ci_lower", "ci_upper"
+    ]

@@ -8,6 +8,7 @@ table takes a fraction of a second.
 """
 
 from dataclasses import replace
+from functools import lru_cache
 
 import numpy as np
 import pandas as pd
@@ -27,6 +28,17 @@ _INNER_XTOL = 1e-7
 _MAX_LAMBDA_N = 1e8
 # Half-width of the search interval of the inner minimizations, in log(lambda).
 _LOG_LAMBDA_SPAN = 30.0
+
+
+def critical_value(level):
+    """chi2_1's ``level`` quantile, the rise of the deviance that bounds a profile
+    interval: kept per level (scipy.stats takes ~100 us to compute it)."""
+    return _chi2_1_quantile(float(level))
+
+
+@lru_cache(maxsize=16)
+def _chi2_1_quantile(level):
+    return st.chi2.ppf(level, 1)
 
 
 def _minimize_over_lambda(fun, lam_start, *, allow_zero=True):
@@ -140,11 +152,22 @@ def profile_bounds(
     bound is the floor itself when the excess there stays below ``critical``, as
     lme4 reports 0 for a group sd.  A side whose excess never reaches ``critical``
     (within 64 doublings of the step, or below ``ceiling``) is NaN.
+
+    Each excess is a profile (a 1-D minimization, or a criterion at least): the
+    values the searches found are kept, and the root finds, which start from the
+    ends of their brackets, reuse them.
     """
+    known = {}
+
+    def excess_at(x):
+        value = known.get(x)
+        if value is None:
+            value = known[x] = excess(x)
+        return value
 
     def root(a, b):
         return optimize.brentq(
-            lambda x: excess(x) - critical, a, b, xtol=_ROOT_RTOL * step, rtol=_ROOT_RTOL
+            lambda x: excess_at(x) - critical, a, b, xtol=_ROOT_RTOL * step, rtol=_ROOT_RTOL
         )
 
     def search(direction):
@@ -155,13 +178,13 @@ def profile_bounds(
                 outer = floor + 0.25 * (inner - floor)
             if outer > ceiling:
                 break
-            if excess(outer) > critical:
+            if excess_at(outer) > critical:
                 return root(min(inner, outer), max(inner, outer))
             inner = outer
         return np.nan
 
     if floor_attainable:
-        lower = floor if excess(floor) <= critical else root(floor, estimate)
+        lower = floor if excess_at(floor) <= critical else root(floor, estimate)
     else:
         lower = search(-1.0)
     return lower, search(1.0)
@@ -172,7 +195,7 @@ def sd_profile_bounds(stats, optimum, level, grouped):
     around its ``optimum`` (s2u, s2e, deviance): the ML fit's."""
     s2u, s2e, base = optimum
     lam = s2u / s2e
-    critical = st.chi2.ppf(level, 1)
+    critical = critical_value(level)
     sigma, sigma_u = np.sqrt(s2e), np.sqrt(s2u)
     rows = {}
     if grouped:
@@ -208,7 +231,7 @@ def lambda_profile_bounds(stats, method, lam_hat, level):
     """
     base = crit.profiled_criterion(stats, lam_hat, method)
     ceiling = np.sqrt(_MAX_LAMBDA_N / stats.classes.size.max())
-    critical = st.chi2.ppf(level, 1)
+    critical = critical_value(level)
 
     def excess(theta):
         return crit.profiled_criterion(stats, theta**2, method) - base
@@ -273,7 +296,7 @@ def profile_intervals(result, level=0.95, *, fixed=True):
         beta = crit.gls_beta(stats, lam)[0]
         cov = ml.s2e * ml.derivatives["a_inv"]
         t, shift, estimated = units.coef_map()
-        critical = st.chi2.ppf(level, 1)
+        critical = critical_value(level)
         for k, name in enumerate(result.coef_names):
             if not estimated[k]:
                 rows[name] = (np.nan, np.nan)
