@@ -17,7 +17,9 @@ against.  The cases:
   object strings ("school-00042"), as pandas' string dtype, as pyarrow strings (when
   pyarrow is installed) and as a pandas Categorical, against the fit with int labels;
 - **predict**: ``predict(X, groups)`` on the fit's rows with each kind of label,
-  against the fit with int labels;
+  against the fit with the same labels;
+- **the floor**: ``pd.factorize`` of each kind of label alone, against the fit with int
+  labels: what hashing the labels costs, once;
 - **summary**: ``print(model.summary())`` (built and formatted) on sleepstudy and at
   n = 1e6, p = 10, against the fit on the same data.
 """
@@ -159,6 +161,9 @@ def big_table(n, n_groups, reps):
              for k, v in kinds.items()}
     cases.update({f"predict, {k} labels": (lambda k=k, v=v: fitted[k].predict(Xb, groups=v))
                   for k, v in kinds.items()})
+    # The floor under a fit with labels: hashing them once, as pandas does.
+    cases.update({f"pd.factorize, {k} labels": (lambda v=v: pd.factorize(v))
+                  for k, v in kinds.items() if k != "int64"})
     cases["print(summary())"] = lambda: printed_summary(fitted["int64"])
     cases["LinearRegression().fit"] = lambda: LinearRegression().fit(Xb, yb)
     times = interleaved(cases, reps)
@@ -168,7 +173,12 @@ def big_table(n, n_groups, reps):
                      times[f"fit, {k} labels"] / int_fit))
     for k in kinds:
         t = times[f"predict, {k} labels"]
-        rows.append(("labels", f"predict, {k} labels", t, "fit, int labels", t / int_fit))
+        fit = times[f"fit, {k} labels"]
+        rows.append(("labels", f"predict, {k} labels", t, "fit, same labels", t / fit))
+    for k in kinds:
+        if k != "int64":
+            t = times[f"pd.factorize, {k} labels"]
+            rows.append(("labels", f"pd.factorize, {k} labels", t, "fit, int labels", t / int_fit))
     rows.append(("labels", "print(summary())", times["print(summary())"], "fit, int labels",
                  times["print(summary())"] / int_fit))
     rows.append(("labels", "LinearRegression().fit", times["LinearRegression().fit"],
