@@ -127,7 +127,8 @@ class MixedEffectsRegressor(MetaEstimatorMixin, GroupedRegressorMixin, Regressor
     tol : float, default=5e-2
         Stop when the random intercepts change by at most ``tol`` times their
         standard deviation ``sqrt(s2u)`` (root mean square over the groups) in one
-        round.
+        round, or, from the third round, when they change no less than in the round
+        before (a boosting or forest learner's own round-to-round variability).
     group_column : str or int, default=None
         Read the group labels from this column of X instead of from ``groups``
         (see RandomInterceptRegressor); the column is not passed to the learner.
@@ -161,7 +162,9 @@ class MixedEffectsRegressor(MetaEstimatorMixin, GroupedRegressorMixin, Regressor
     n_iter_ : int
         Rounds run.
     converged_ : bool
-        Whether the rounds met ``tol`` within ``max_iter``.
+        Whether the rounds stopped before ``max_iter``: the intercepts moved by less
+        than ``tol`` of their spread, or (from the third round) by no less than in
+        the round before, the floor of a learner that changes with every refit.
     log_likelihood_history_ : ndarray of shape (n_iter_,)
         The ML log-likelihood of each round's residual model: the objective, per
         round.
@@ -211,7 +214,7 @@ class MixedEffectsRegressor(MetaEstimatorMixin, GroupedRegressorMixin, Regressor
     ...     HistGradientBoostingRegressor(max_iter=50, random_state=0), random_state=0
     ... ).fit(X, y, groups=groups)
     >>> {k: round(v, 2) for k, v in boosted.variance_components_.items()}
-    {'group': 1.09, 'residual': 1.02}
+    {'group': 1.09, 'residual': 1.01}
     """
 
     _parameter_constraints = {
@@ -307,8 +310,11 @@ class MixedEffectsRegressor(MetaEstimatorMixin, GroupedRegressorMixin, Regressor
             rng = check_random_state(self.random_state)
             halves = row_folds(coding.codes, coding.n_groups, 2, rng)
         limits = Limits()
-        u = np.zeros(coding.n_groups)
-        history, converged, fitted, learner_variance = [], False, None, 0.0
+        # Start from the intercepts of y itself (lmer(y ~ 1 + (1 | g))): where the
+        # features do not vary with the group, the first round's learner already gets
+        # y less the group effects.
+        u = residual_model(y, coding, grouped, limits).random_effects[0] if grouped else None
+        history, converged, fitted, learner_variance, previous = [], False, None, 0.0, np.inf
         for n_iter in range(1, self.max_iter + 1):
             target = y - u[row_group] if grouped else y
             if halves is None:
@@ -327,9 +333,14 @@ class MixedEffectsRegressor(MetaEstimatorMixin, GroupedRegressorMixin, Regressor
             u = new
             if self.verbose:
                 print(f"round {n_iter:3d}  log-likelihood {history[-1]:.6f}  change {change:.3e}")
-            if change <= self.tol:
+            # Converged: the intercepts moved by less than tol of their spread, or, from
+            # the third round, by no less than in the round before: a learner that
+            # changes with every refit (boosting, a forest) moves them by its own
+            # variability, which more rounds do not reduce.
+            if change <= self.tol or (n_iter >= 3 and change >= previous):
                 converged = True
                 break
+            previous = change
         if not converged:
             _checks.warn(
                 f"MixedEffectsRegressor did not converge in max_iter={self.max_iter} rounds "
