@@ -88,3 +88,16 @@ def test_icc_and_design_effect():
     assert deff == pytest.approx(1 + (m - 1) * icc, abs=0.03)
     ess = number(r"effective sample size (\d+) of 4978", out)
     assert ess == pytest.approx(4978 / deff, abs=2)
+
+
+def test_mixed_effects_example_beats_boosting_on_seen_groups(tmp_path):
+    out = run("plot_mixed_effects.py", tmp_path)
+    assert (tmp_path / "mixed_effects.png").stat().st_size > 10_000
+    rmse = {name: (float(seen), float(new)) for name, seen, new in re.findall(
+        r"^(boosting alone|boosting \+ group feature|MixedEffectsRegressor)\s+([\d.]+)\s+([\d.]+)$", out, re.M)}
+    assert len(rmse) == 3
+    assert rmse["MixedEffectsRegressor"][0] < min(rmse["boosting alone"][0], rmse["boosting + group feature"][0])
+    assert rmse["MixedEffectsRegressor"][1] < rmse["boosting + group feature"][1]
+    s2e = number(r"s2e = ([\d.]+) \(\d+ rounds\)", out)
+    assert s2e == pytest.approx(4.0, rel=0.1)
+
