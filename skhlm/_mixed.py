@@ -46,18 +46,27 @@ def row_folds(codes, n_groups, n_folds, rng):
 
 
 def _cross_fit(learner, X, target, halves):
-    """Each row's prediction by the learner fitted on the other half, and the
-    learner's variance: half the mean squared difference between the two halves'
-    learners, over all rows (they are fitted on disjoint rows, so independently)."""
-    n = target.shape[0]
-    predictions = []
-    for rows in halves:
+    """Each row's prediction by the learner fitted on the other half, and the two
+    halves' fitted learners."""
+    prediction = np.empty(target.shape[0])
+    models = []
+    for rows, other in (halves, halves[::-1]):
         model = clone(learner).fit(_safe_indexing(X, rows), target[rows])
-        predictions.append(np.asarray(model.predict(X), dtype=np.float64))
-    first, second = predictions
-    out_of_fold = second.copy()
-    out_of_fold[halves[1]] = first[halves[1]]
-    return out_of_fold, 0.5 * float(np.mean((first - second) ** 2)) if n else 0.0
+        prediction[other] = model.predict(_safe_indexing(X, other))
+        models.append(model)
+    return prediction, models
+
+
+def _learner_variance(models, X, halves, out_of_fold):
+    """The learner's variance: half the mean squared difference between the two
+    halves' learners' predictions, over all rows (they are fitted on disjoint rows,
+    so independently).  Each half's own learner predicts it here; the other one's
+    prediction is ``out_of_fold``."""
+    total = 0.0
+    for model, rows in zip(models, halves):
+        own = np.asarray(model.predict(_safe_indexing(X, rows)), dtype=np.float64)
+        total += float(np.sum((own - out_of_fold[rows]) ** 2))
+    return 0.5 * total / out_of_fold.shape[0] if out_of_fold.shape[0] else 0.0
 
 
 def _two_dimensional(X):
@@ -321,7 +330,7 @@ class MixedEffectsRegressor(MetaEstimatorMixin, GroupedRegressorMixin, Regressor
                 fitted = clone(learner).fit(X, target)
                 prediction = fitted.predict(X)
             else:
-                prediction, learner_variance = _cross_fit(learner, X, target, halves)
+                prediction, models = _cross_fit(learner, X, target, halves)
             result = residual_model(y - prediction, coding, grouped, limits)
             history.append(result.user_log_likelihood)
             if not grouped:
@@ -348,6 +357,8 @@ class MixedEffectsRegressor(MetaEstimatorMixin, GroupedRegressorMixin, Regressor
                 f"{change:.3g} of their standard deviation. Increase max_iter, or loosen tol.",
                 ConvergenceWarning,
             )
+        if halves is not None:
+            learner_variance = _learner_variance(models, X, halves, prediction)
         if halves is not None or fitted is None:
             fitted = clone(learner).fit(X, y - u[row_group] if grouped else y)
         self.estimator_ = fitted

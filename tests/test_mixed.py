@@ -15,7 +15,7 @@ from sklearn.model_selection import GridSearchCV, GroupKFold, cross_val_predict
 from sklearn.linear_model import Ridge
 
 from skhlm import MixedEffectsRegressor, RandomInterceptRegressor
-from skhlm._mixed import _cross_fit, row_folds
+from skhlm._mixed import _cross_fit, _learner_variance, row_folds
 
 from conftest import simulate_multilevel
 
@@ -152,9 +152,13 @@ def test_cross_fit_predicts_each_row_from_the_other_half_and_measures_the_learne
     X = np.zeros((6, 1))
     target = np.array([1.0, 2.0, 3.0, 10.0, 20.0, 30.0])
     halves = [np.array([0, 1, 2]), np.array([3, 4, 5])]
-    prediction, variance = _cross_fit(DummyRegressor(), X, target, halves)
+    prediction, models = _cross_fit(DummyRegressor(), X, target, halves)
     np.testing.assert_array_equal(prediction, [20.0, 20.0, 20.0, 2.0, 2.0, 2.0])
-    assert variance == pytest.approx(0.5 * 18.0**2)
+    assert [m.constant_[0][0] for m in models] == [2.0, 20.0]
+    assert _learner_variance(models, X, halves, prediction) == pytest.approx(0.5 * 18.0**2)
+    uneven = [np.array([0, 1]), np.array([2, 3, 4, 5])]  # rows 2-5 average 15.75
+    prediction, models = _cross_fit(DummyRegressor(), X, target, uneven)
+    assert _learner_variance(models, X, uneven, prediction) == pytest.approx(0.5 * (15.75 - 1.5) ** 2)
 
 
 class _RecordsX(RegressorMixin, BaseEstimator):
