@@ -8,6 +8,7 @@ fitted state behind.
 
 import numpy as np
 import pandas as pd
+from sklearn.metrics import r2_score
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import _checks
@@ -49,6 +50,23 @@ class GroupedRegressorMixin:
         self.singular_ = result.singular
         self.aic_ = result.aic
         self.bic_ = result.bic
+
+    def score(self, X, y, groups=None, sample_weight=None):
+        """R^2 of ``predict(X, groups)``: conditional on the groups where known.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+        groups : array-like of shape (n_samples,), default=None
+            Group labels, as in ``predict``.
+        sample_weight : array-like of shape (n_samples,), default=None
+
+        Returns
+        -------
+        score : float
+        """
+        return r2_score(y, self.predict(X, groups=groups), sample_weight=sample_weight)
 
     def _take_groups(self, X, groups):
         """(X, groups) with the groups taken from ``group_column`` when it is set."""

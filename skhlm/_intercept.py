@@ -5,7 +5,6 @@ from numbers import Integral, Real
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, RegressorMixin, _fit_context
-from sklearn.metrics import r2_score
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
@@ -351,20 +350,3 @@ class RandomInterceptRegressor(GroupedRegressorMixin, RegressorMixin, BaseEstima
         check_is_fitted(self)
         with small_matrix_blas(self._result.stats.n_params):
             return summarize(self._result, level=level, ddf=ddf)
-
-    def score(self, X, y, groups=None, sample_weight=None):
-        """R^2 of ``predict(X, groups)``: conditional on the groups where known.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-        y : array-like of shape (n_samples,)
-        groups : array-like of shape (n_samples,), default=None
-            Group labels, as in ``predict``.
-        sample_weight : array-like of shape (n_samples,), default=None
-
-        Returns
-        -------
-        score : float
-        """
-        return r2_score(y, self.predict(X, groups=groups), sample_weight=sample_weight)
