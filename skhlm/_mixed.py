@@ -82,6 +82,46 @@ def _two_dimensional(X):
         )
 
 
+def group_identifying_columns(X, coding):
+    """The numeric columns of X that are constant within every group and take a
+    value of their own in at least half of the groups: from such a column a flexible
+    learner can learn each group's mean itself, and s2u shrinks toward 0."""
+    if hasattr(X, "select_dtypes"):
+        names = list(X.select_dtypes(include="number").columns)
+        values = X[names].to_numpy(dtype=np.float64) if names else np.empty((len(X), 0))
+    elif isinstance(X, np.ndarray) and X.dtype.kind in "biuf":
+        values, names = np.asarray(X, dtype=np.float64), list(range(X.shape[1]))
+    else:
+        return []
+    sizes = coding.sizes.astype(np.float64)
+    found = []
+    with np.errstate(invalid="ignore", over="ignore"):
+        for k, name in enumerate(names):
+            column = values[:, k]
+            if not np.isfinite(column).all():
+                continue
+            centred = column - column.mean()
+            sums = np.bincount(coding.codes, centred, minlength=sizes.size)
+            within = centred @ centred - sums @ (sums / sizes)
+            if within > 1e-10 * (centred @ centred):
+                continue  # varies within some group
+            if np.unique(sums / sizes).size >= 0.5 * sizes.size:
+                found.append(name)
+    return found
+
+
+def _warn_group_identifying_columns(X, coding):
+    found = group_identifying_columns(X, coding)
+    if found:
+        _checks.warn(
+            f"Column(s) {found} of X are constant within every group and differ between "
+            "most groups: a flexible learner can learn each group's mean from them, and "
+            "the random intercepts, and s2u, then shrink toward 0. Leave such columns "
+            "out of the learner's features, or use RandomInterceptRegressor, whose "
+            "linear fixed part cannot absorb the group effects."
+        )
+
+
 def residual_model(residuals, coding, grouped, limits):
     """lme4's ``lmer(r ~ 1 + (1 | g), REML = FALSE)`` on the learner's residuals:
     their mean, the variance components and the groups' BLUPs (a FitResult)."""
@@ -194,6 +234,10 @@ class MixedEffectsRegressor(MetaEstimatorMixin, GroupedRegressorMixin, Regressor
     (the same in both halves) is not, and stays in s2e.  s2u is unaffected: the
     learner's error does not depend on the group.  The intercepts (BLUPs) are those
     of the residual model, whose noise is the residuals' own.
+
+    A column that is constant within every group and differs between most groups (a
+    school-level variable with a value of its own per school) lets a flexible learner
+    learn the group means itself, and s2u shrinks toward 0: fit warns, naming it.
 
     Examples
     --------
@@ -313,6 +357,8 @@ class MixedEffectsRegressor(MetaEstimatorMixin, GroupedRegressorMixin, Regressor
         # Each row's group, as the label number of groups_ (the engine's order).
         row_group = coding.level[coding.codes]
         learner = self._learner()
+        if grouped and self.estimator is not None:
+            _warn_group_identifying_columns(X, coding)
         halves = None
         if self._cross_fitted() and grouped:
             rng = check_random_state(self.random_state)

@@ -13,6 +13,7 @@ from sklearn.ensemble import HistGradientBoostingRegressor, RandomForestRegresso
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
 from sklearn.model_selection import GridSearchCV, GroupKFold, cross_val_predict
 from sklearn.linear_model import Ridge
+from sklearn.tree import DecisionTreeRegressor
 
 from skhlm import MixedEffectsRegressor, RandomInterceptRegressor
 from skhlm._mixed import _cross_fit, _learner_variance, row_folds
@@ -235,3 +236,28 @@ def test_it_pickles_and_works_in_model_selection(linear_data):
     by_column = MixedEffectsRegressor(group_column="g")
     predicted = cross_val_predict(by_column, frame, y, groups=groups, cv=GroupKFold(3))
     assert predicted.shape == y.shape and np.isfinite(predicted).all()
+
+
+def test_a_column_that_identifies_the_groups_is_named():
+    rng = np.random.default_rng(4)
+    groups = np.repeat(np.arange(40), 10)
+    frame = pd.DataFrame({
+        "student": rng.normal(size=400),
+        "school_mean": rng.normal(size=40)[groups],  # a value of its own per school
+        "school_type": (np.arange(40) % 2)[groups],  # school-level, but two values
+    })
+    y = frame["student"].to_numpy() + rng.normal(size=40)[groups] + rng.normal(size=400)
+    tree = DecisionTreeRegressor(max_depth=3, random_state=0)
+    with pytest.warns(UserWarning, match=r"\['school_mean'\] of X are constant within every group"):
+        MixedEffectsRegressor(tree, random_state=0).fit(frame, y, groups=groups)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        MixedEffectsRegressor(tree, random_state=0, max_iter=2).fit(frame.drop(columns="school_mean"), y, groups=groups)
+        MixedEffectsRegressor().fit(frame, y, groups=groups)  # linear: it cannot absorb them
+    from skhlm._mixed import group_identifying_columns
+    from skhlm.data.groups import encode_groups
+
+    coding = encode_groups(groups, 400)
+    assert group_identifying_columns(frame.to_numpy(), coding) == [1]
+    assert group_identifying_columns(frame + 1e6, coding) == ["school_mean"]  # offsets cost no digits
