@@ -23,7 +23,7 @@ around LightGBM when installed); HistGradientBoostingRegressor alone, and with t
 group as a feature (native categorical up to its 255 levels, sklearn's TargetEncoder
 beyond); LightGBM with the group as a native categorical; MERF (``merf``, around the
 same HistGradientBoostingRegressor, its default 20 iterations, on at most
-``--merf-max-n`` training rows); GPBoost (``gpboost``: boosting with a grouped random
+``--merf-max-n`` training rows, and skhlm on the same rows for the time ratio); GPBoost (``gpboost``: boosting with a grouped random
 effect, its number of rounds by early stopping on a tenth of the training rows, then
 refitted on all); RandomInterceptRegressor (linear, REML).  A missing package skips
 its system with a message.
@@ -102,11 +102,22 @@ class System:
         return {}
 
 
+def capped(X, y, g, max_n):
+    """The same random rows for every capped system (MERF, and skhlm at MERF's rows)."""
+    keep = np.arange(len(y))
+    if max_n is not None and keep.size > max_n:
+        keep = np.sort(np.random.default_rng(0).choice(keep, int(max_n), replace=False))
+    return np.asarray(X, float)[keep], y[keep], g[keep]
+
+
 class Skhlm(System):
-    def __init__(self, learner):
+    def __init__(self, learner, max_n=None):
         self.model = MixedEffectsRegressor(learner, random_state=0)
+        self.max_n = max_n
 
     def fit(self, X, y, g):
+        if self.max_n is not None:
+            X, y, g = capped(X, y, g, self.max_n)
         self.model.fit(X, y, groups=g)
         return self
 
@@ -187,10 +198,7 @@ class Merf(System):
     def fit(self, X, y, g):
         from merf import MERF
 
-        keep = np.arange(len(y))
-        if keep.size > self.max_n:
-            keep = np.sort(np.random.default_rng(0).choice(keep, int(self.max_n), replace=False))
-        X, y, g = np.asarray(X, float)[keep], y[keep], g[keep]
+        X, y, g = capped(X, y, g, self.max_n)
         self.model = MERF(HistGradientBoostingRegressor(**HGB), max_iterations=20)
         with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -255,6 +263,8 @@ def systems(merf_max_n):
             lightgbm.LGBMRegressor(n_estimators=200, verbose=-1, random_state=0)
         )
         out["LightGBM + group categorical"] = LightGBMGroup
+    # skhlm on MERF's rows: the time against MERF at the same data and learner.
+    out["skhlm MixedEffects + HGB, MERF's rows"] = lambda: Skhlm(HistGradientBoostingRegressor(**HGB), merf_max_n)
     for name, module, make in [("MERF + HGB", "merf", lambda: Merf(merf_max_n)), ("GPBoost", "gpboost", GPBoost)]:
         try:
             __import__(module)
