@@ -403,10 +403,9 @@ class MixedEffectsRegressor(MetaEstimatorMixin, GroupedRegressorMixin, Regressor
                 f"{change:.3g} of their standard deviation. Increase max_iter, or loosen tol.",
                 ConvergenceWarning,
             )
-        if halves is not None:
+        if halves is not None:  # (in-sample, the last round's learner is kept)
             learner_variance = _learner_variance(models, X, halves, prediction)
-        if halves is not None or fitted is None:
-            fitted = clone(learner).fit(X, y - u[row_group] if grouped else y)
+            fitted = clone(learner).fit(X, y - u[row_group])
         self.estimator_ = fitted
         self._result = result
         s2u, s2e = result.variance_components
