@@ -4,6 +4,7 @@ from numbers import Integral, Real
 
 import numpy as np
 from sklearn.base import BaseEstimator, MetaEstimatorMixin, RegressorMixin, _fit_context, clone
+from sklearn.ensemble import BaggingRegressor, ExtraTreesRegressor, RandomForestRegressor
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LinearRegression
 from sklearn.utils import _safe_indexing, check_random_state
@@ -43,13 +44,25 @@ def group_halves(codes, sizes, rng):
     return [np.flatnonzero(in_first), np.flatnonzero(~in_first)]
 
 
-def _cross_fit(learner, X, target, halves):
+def warm_startable(learner):
+    """Whether the learner, refitted with ``warm_start=True``, goes on from its last
+    fit: any learner with that parameter (an iterative solver starts from its last
+    coefficients; gradient boosting keeps its trees and adds those its early stopping
+    finds useful) except the bagging ensembles, which would fit no new member (their
+    warm start adds members to those already fitted, to the old target)."""
+    bagging = (RandomForestRegressor, ExtraTreesRegressor, BaggingRegressor)
+    return "warm_start" in learner.get_params(deep=False) and not isinstance(learner, bagging)
+
+
+def _cross_fit(learner, X, target, halves, previous=None):
     """Each row's prediction by the learner fitted on the other half, and the two
-    halves' fitted learners."""
+    halves' fitted learners; with ``previous`` (the last round's two), those are
+    refitted with warm starts."""
     prediction = np.empty(target.shape[0])
     models = []
-    for rows, other in (halves, halves[::-1]):
-        model = clone(learner).fit(_safe_indexing(X, rows), target[rows])
+    for k, (rows, other) in enumerate((halves, halves[::-1])):
+        model = clone(learner) if previous is None else previous[k].set_params(warm_start=True)
+        model.fit(_safe_indexing(X, rows), target[rows])
         prediction[other] = model.predict(_safe_indexing(X, other))
         models.append(model)
     return prediction, models
@@ -81,25 +94,37 @@ def _two_dimensional(X):
         )
 
 
+# The linear start uses at most this many columns of X: its pass costs n p^2, which
+# for wider X can exceed a learner's fit.
+_LINEAR_START_MAX_COLUMNS = 200
+
+
+def numeric_columns(X):
+    """X's numeric columns with finite values only, as a float64 array, and their
+    names (positions for an array); an X of other kinds (sparse, strings) has none."""
+    if hasattr(X, "select_dtypes"):
+        names = list(X.select_dtypes(include="number").columns)
+        values = X[names].to_numpy(dtype=np.float64, na_value=np.nan) if names else np.empty((len(X), 0))
+    elif isinstance(X, np.ndarray) and X.ndim == 2 and X.dtype.kind in "biuf":
+        values, names = np.asarray(X, dtype=np.float64), list(range(X.shape[1]))
+    else:
+        return np.empty((_num_samples(X), 0)), []
+    finite = np.isfinite(values).all(axis=0)
+    if not finite.all():
+        values, names = values[:, finite], [name for name, keep in zip(names, finite) if keep]
+    return values, names
+
+
 def group_identifying_columns(X, coding):
     """The numeric columns of X that are constant within every group and take a
     value of their own in at least half of the groups: from such a column a flexible
     learner can learn each group's mean itself, and s2u shrinks toward 0."""
-    if hasattr(X, "select_dtypes"):
-        names = list(X.select_dtypes(include="number").columns)
-        values = X[names].to_numpy(dtype=np.float64) if names else np.empty((len(X), 0))
-    elif isinstance(X, np.ndarray) and X.dtype.kind in "biuf":
-        values, names = np.asarray(X, dtype=np.float64), list(range(X.shape[1]))
-    else:
-        return []
+    values, names = numeric_columns(X)
     sizes = coding.sizes.astype(np.float64)
     found = []
     with np.errstate(invalid="ignore", over="ignore"):
         for k, name in enumerate(names):
-            column = values[:, k]
-            if not np.isfinite(column).all():
-                continue
-            centred = column - column.mean()
+            centred = values[:, k] - values[:, k].mean()
             sums = np.bincount(coding.codes, centred, minlength=sizes.size)
             within = centred @ centred - sums @ (sums / sizes)
             if within > 1e-10 * (centred @ centred):
@@ -121,15 +146,31 @@ def _warn_group_identifying_columns(X, coding):
         )
 
 
-def residual_model(residuals, coding, grouped, limits):
+def residual_model(residuals, coding, grouped, limits, X=None):
     """lme4's ``lmer(r ~ 1 + (1 | g), REML = FALSE)`` on the learner's residuals:
-    their mean, the variance components and the groups' BLUPs (a FitResult)."""
+    their mean, the variance components and the groups' BLUPs (a FitResult); with
+    ``X``, ``lmer(r ~ X + (1 | g), REML = FALSE)``."""
     accumulator = StatsAccumulator(fit_intercept=True)
-    accumulator.add(np.empty((residuals.shape[0], 0)), residuals, coding)
+    accumulator.add(np.empty((residuals.shape[0], 0)) if X is None else X, residuals, coding)
     stats, units, levels = accumulator.finalize()
     _checks.identifiable(stats, grouped=grouped)
-    with small_matrix_blas(1):
+    with small_matrix_blas(stats.n_params):
         return fit_result.fit(stats, units, "ml", limits=limits, levels=levels if grouped else None)
+
+
+def starting_intercepts(X, y, coding, limits):
+    """The random intercepts the rounds start from: those of the linear mixed model
+    on X's numeric columns, ``lmer(y ~ x + (1 | g), REML = FALSE)``, which has taken
+    out the part of the group means that the features explain linearly (a school's
+    mean intake), or, where X has no such columns (or too many, or they do not fit),
+    those of ``lmer(y ~ 1 + (1 | g))``."""
+    values, _ = numeric_columns(X)
+    if 0 < values.shape[1] <= _LINEAR_START_MAX_COLUMNS:
+        try:
+            return residual_model(y, coding, True, limits, X=values).random_effects[0]
+        except ValueError:  # values too small for float64, or y fitted exactly by X
+            pass
+    return residual_model(y, coding, True, limits).random_effects[0]
 
 
 class MixedEffectsRegressor(MetaEstimatorMixin, GroupedRegressorMixin, RegressorMixin, BaseEstimator):
@@ -142,8 +183,15 @@ class MixedEffectsRegressor(MetaEstimatorMixin, GroupedRegressorMixin, Regressor
 
     Each round fits the learner to ``y - u_g`` and then the random intercept model
     to the learner's residuals, with skhlm's engine (``lmer(r ~ 1 + (1 | g),
-    REML = FALSE)``: one pass over the rows, EM on group sums).  The rounds stop when
-    the intercepts move by less than ``tol`` of their spread.
+    REML = FALSE)``: one pass over the rows, EM on group sums).  The rounds start
+    from the intercepts of the linear mixed model on X's numeric columns
+    (``lmer(y ~ x + (1 | g), REML = FALSE)``), which has taken out of the group
+    means what the features explain linearly, and stop when the intercepts move by
+    less than ``tol`` of their spread.  From the second round a learner with a
+    ``warm_start`` parameter goes on from its last fit: gradient boosting keeps its
+    trees and adds those that its early stopping finds useful, an iterative solver
+    starts from its last coefficients.  Bagging ensembles (forests), whose warm start
+    would fit no new tree, are refitted.
 
     The variance components and intercepts are estimated from cross-fitted
     residuals (``residuals``): the learner that predicts a row was not fitted on it.
@@ -265,7 +313,7 @@ class MixedEffectsRegressor(MetaEstimatorMixin, GroupedRegressorMixin, Regressor
     >>> boosting = HistGradientBoostingRegressor(early_stopping=True, random_state=0)
     >>> boosted = MixedEffectsRegressor(boosting, random_state=0).fit(X, y, groups=groups)
     >>> {k: round(v, 2) for k, v in boosted.variance_components_.items()}
-    {'group': 1.04, 'residual': 1.05}
+    {'group': 1.07, 'residual': 1.06}
     """
 
     _parameter_constraints = {
@@ -365,18 +413,19 @@ class MixedEffectsRegressor(MetaEstimatorMixin, GroupedRegressorMixin, Regressor
             rng = check_random_state(self.random_state)
             halves = group_halves(coding.codes, coding.sizes, rng)
         limits = Limits()
-        # Start from the intercepts of y itself (lmer(y ~ 1 + (1 | g))): where the
-        # features do not vary with the group, the first round's learner already gets
-        # y less the group effects.
-        u = residual_model(y, coding, grouped, limits).random_effects[0] if grouped else None
-        history, converged, fitted, learner_variance, previous = [], False, None, 0.0, np.inf
+        # Start from the intercepts of the linear mixed model: the first round's
+        # learner gets y less group effects that are not the features' (linear) doing.
+        u = starting_intercepts(X, y, coding, limits) if grouped else None
+        # From the second round the learners go on from their last fit where they can.
+        warm = warm_startable(learner)
+        history, converged, fitted, models, learner_variance, previous = [], False, None, None, 0.0, np.inf
         for n_iter in range(1, self.max_iter + 1):
             target = y - u[row_group] if grouped else y
             if halves is None:
-                fitted = clone(learner).fit(X, target)
-                prediction = fitted.predict(X)
+                fitted = clone(learner) if fitted is None or not warm else fitted.set_params(warm_start=True)
+                prediction = fitted.fit(X, target).predict(X)
             else:
-                prediction, models = _cross_fit(learner, X, target, halves)
+                prediction, models = _cross_fit(learner, X, target, halves, models if warm else None)
             result = residual_model(y - prediction, coding, grouped, limits)
             history.append(result.user_log_likelihood)
             if not grouped:
@@ -406,6 +455,8 @@ class MixedEffectsRegressor(MetaEstimatorMixin, GroupedRegressorMixin, Regressor
         if halves is not None:  # (in-sample, the last round's learner is kept)
             learner_variance = _learner_variance(models, X, halves, prediction)
             fitted = clone(learner).fit(X, y - u[row_group])
+        elif warm:
+            fitted.set_params(warm_start=learner.get_params()["warm_start"])
         self.estimator_ = fitted
         self._result = result
         s2u, s2e = result.variance_components

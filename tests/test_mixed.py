@@ -9,14 +9,19 @@ import pytest
 import sklearn
 from sklearn.base import BaseEstimator, RegressorMixin, clone
 from sklearn.dummy import DummyRegressor
-from sklearn.ensemble import HistGradientBoostingRegressor, RandomForestRegressor
+from sklearn.ensemble import (
+    BaggingRegressor,
+    ExtraTreesRegressor,
+    HistGradientBoostingRegressor,
+    RandomForestRegressor,
+)
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
 from sklearn.model_selection import GridSearchCV, GroupKFold, cross_val_predict
-from sklearn.linear_model import Ridge
+from sklearn.linear_model import ElasticNet, LinearRegression, Ridge
 from sklearn.tree import DecisionTreeRegressor
 
 from skhlm import MixedEffectsRegressor, RandomInterceptRegressor
-from skhlm._mixed import _cross_fit, _learner_variance, group_halves
+from skhlm._mixed import _cross_fit, _learner_variance, group_halves, warm_startable
 
 from conftest import simulate_multilevel
 
@@ -44,7 +49,19 @@ def test_the_linear_learner_gives_lme4s_ml_fit(linear_data):
     assert model.log_likelihood_history_[-1] == pytest.approx(ml.log_likelihood_, rel=1e-9)
 
 
-def test_the_objective_rises_round_by_round_for_a_linear_learner(linear_data):
+@pytest.fixture
+def intercept_start(monkeypatch):
+    """The rounds start from the intercepts of y alone (lmer(y ~ 1 + (1 | g))), far
+    from the fixed point when X varies between groups: the alternation itself."""
+    import skhlm._mixed as mixed
+
+    def start(X, y, coding, limits):
+        return mixed.residual_model(y, coding, True, limits).random_effects[0]
+
+    monkeypatch.setattr(mixed, "starting_intercepts", start)
+
+
+def test_the_objective_rises_round_by_round_for_a_linear_learner(linear_data, intercept_start):
     X, y, groups = linear_data
     model = MixedEffectsRegressor(max_iter=30, tol=0.0)
     with pytest.warns(ConvergenceWarning, match="did not converge in max_iter=30 rounds"):
@@ -53,29 +70,78 @@ def test_the_objective_rises_round_by_round_for_a_linear_learner(linear_data):
     assert history.shape == (30,) and model.n_iter_ == 30 and not model.converged_
     assert np.all(np.diff(history) >= -1e-9)  # coordinate ascent of the ML likelihood
     assert history[-1] - history[0] > 0.1
+    # From there too, the alternation reaches lme4's ML fit.
+    far = MixedEffectsRegressor(max_iter=2000, tol=1e-12).fit(X, y, groups=groups)
+    ml = RandomInterceptRegressor(method="ml").fit(X, y, groups=groups)
+    assert far.n_iter_ > 30
+    np.testing.assert_allclose(far.random_effects_, ml.random_effects_, rtol=1e-6, atol=1e-8)
 
 
-def test_the_rounds_start_from_the_intercepts_of_y(record_calls, linear_data):
-    import skhlm._mixed as mixed
-    from sklearn.linear_model import LinearRegression
-
-    X, y, groups = linear_data
-    calls = record_calls(mixed, "residual_model")
-    model = MixedEffectsRegressor(max_iter=1, tol=1.0).fit(X, y, groups=groups)
-    assert model.n_iter_ == 1 and len(calls) == 2
-    np.testing.assert_array_equal(calls[0][0], y)  # first: y itself, no learner yet
-    start = RandomInterceptRegressor(method="ml").fit(np.empty((y.size, 0)), y, groups=groups)
-    target = y - start.random_effects_[groups]
-    residuals = y - LinearRegression().fit(X, target).predict(X)
-    np.testing.assert_allclose(calls[1][0], residuals, rtol=1e-9, atol=1e-9)
-
-
-def test_the_default_stops_on_tol(linear_data):
+def test_the_default_stops_on_tol(linear_data, intercept_start):
     X, y, groups = linear_data
     loose = MixedEffectsRegressor(tol=0.05).fit(X, y, groups=groups)
     tight = MixedEffectsRegressor(tol=1e-4, max_iter=500).fit(X, y, groups=groups)
     assert loose.converged_ and tight.converged_
     assert loose.n_iter_ < tight.n_iter_
+
+
+def test_the_rounds_start_from_the_linear_mixed_models_intercepts(record_calls, linear_data):
+    import skhlm._mixed as mixed
+    from sklearn.linear_model import LinearRegression
+
+    X, y, groups = linear_data
+    calls = record_calls(mixed, "residual_model")
+    tree = DecisionTreeRegressor(max_depth=3)
+    model = MixedEffectsRegressor(tree, residuals="in-sample", max_iter=1, tol=1.0)
+    with pytest.warns(UserWarning, match=r"Column\(s\) \[1\] of X are constant within every group"):
+        model.fit(X, y, groups=groups)  # the level-2 column
+    assert model.n_iter_ == 1 and len(calls) == 2
+    np.testing.assert_array_equal(calls[0][0], y)  # first: y itself, no learner yet
+    # lmer(y ~ x + (1 | g), REML = FALSE): its intercepts are the first round's.
+    start = RandomInterceptRegressor(method="ml").fit(X, y, groups=groups)
+    target = y - start.random_effects_[groups]
+    expected = DecisionTreeRegressor(max_depth=3).fit(X, target)
+    np.testing.assert_allclose(model.estimator_.predict(X), expected.predict(X), rtol=1e-12)
+    # For a linear learner that start is the fixed point: one round is lme4's fit.
+    linear = MixedEffectsRegressor(tol=1e-9).fit(X, y, groups=groups)
+    assert linear.n_iter_ == 1 and linear.converged_
+    np.testing.assert_allclose(linear.estimator_.coef_, start.coef_, rtol=1e-8)
+    np.testing.assert_allclose(linear.random_effects_, start.random_effects_, rtol=1e-8, atol=1e-10)
+    assert isinstance(linear.estimator_, LinearRegression)
+
+
+def test_the_start_uses_the_numeric_finite_columns_or_none():
+    import skhlm._mixed as mixed
+
+    frame = pd.DataFrame({
+        "a": [1.0, 2.0, 3.0, 4.0],
+        "b": pd.array([1, None, 3, 4], dtype="Int64"),  # missing: left out
+        "c": ["x", "y", "x", "y"],
+        "d": [1, 2, 2, 1],
+        "e": [0.5, np.inf, 1.0, 2.0],
+    })
+    values, names = mixed.numeric_columns(frame)
+    assert names == ["a", "d"] and values.dtype == np.float64
+    np.testing.assert_array_equal(values, [[1, 1], [2, 2], [3, 2], [4, 1]])
+    array = np.array([[1.0, np.nan], [2.0, 3.0]])
+    values, names = mixed.numeric_columns(array)
+    assert names == [0] and values.tolist() == [[1.0], [2.0]]
+    assert mixed.numeric_columns(np.array([["a"], ["b"]]))[1] == []
+    # No usable column, too many, or a y that X fits exactly: y's own intercepts.
+    rng = np.random.default_rng(0)
+    groups = np.repeat(np.arange(20), 10)
+    y = rng.normal(size=20)[groups] + rng.normal(size=200)
+    from skhlm.data.groups import encode_groups
+    from skhlm.engine.em import Limits
+
+    coding = encode_groups(groups, 200)
+    alone = mixed.residual_model(y, coding, True, Limits()).random_effects[0]
+    for X in (np.empty((200, 0)), rng.normal(size=(200, mixed._LINEAR_START_MAX_COLUMNS + 1)),
+              np.column_stack([y, rng.normal(size=200)])):
+        np.testing.assert_array_equal(mixed.starting_intercepts(X, y, coding, Limits()), alone)
+    X = rng.normal(size=(200, 2))
+    with_x = RandomInterceptRegressor(method="ml").fit(X, y, groups=groups).random_effects_
+    np.testing.assert_allclose(mixed.starting_intercepts(X, y, coding, Limits()), with_x, rtol=1e-8)
 
 
 def friedman_groups(n, n_groups, s2u, s2e, seed):
@@ -177,6 +243,62 @@ class _RecordsX(RegressorMixin, BaseEstimator):
 
     def predict(self, X):
         return np.full(len(X), self.mean_)
+
+
+FITS = []
+
+
+class RecordingElasticNet(ElasticNet):
+    """ElasticNet that records, at each fit, which object fits and how it starts."""
+
+    def fit(self, X, y):
+        FITS.append((id(self), self.warm_start, hasattr(self, "coef_")))
+        return super().fit(X, y)
+
+
+@pytest.mark.filterwarnings("ignore:Column\\(s\\) \\[1\\] of X are constant")
+def test_warm_starts_go_on_from_the_last_fit_where_the_learner_can(linear_data, intercept_start, monkeypatch):
+    import skhlm._mixed as mixed
+
+    assert warm_startable(HistGradientBoostingRegressor()) and warm_startable(ElasticNet())
+    for learner in (RandomForestRegressor(), ExtraTreesRegressor(), BaggingRegressor(), LinearRegression()):
+        assert not warm_startable(learner)  # no warm_start, or one that fits no new member
+    # In-sample: the one learner is refitted from its last coefficients, and ends with
+    # the user's warm_start; the fit is the one without warm starts.
+    X, y, groups = linear_data
+    learner = RecordingElasticNet(alpha=1e-3, tol=1e-12, max_iter=10000)
+    FITS.clear()
+    warm = MixedEffectsRegressor(learner, residuals="in-sample", max_iter=200, tol=1e-9).fit(X, y, groups=groups)
+    assert warm.n_iter_ >= 3 and len(FITS) == warm.n_iter_
+    assert len({fit[0] for fit in FITS}) == 1 and FITS[0][1:] == (False, False)
+    assert all(fit[1:] == (True, True) for fit in FITS[1:])
+    assert warm.estimator_.warm_start is False and learner.warm_start is False and not hasattr(learner, "coef_")
+    monkeypatch.setattr(mixed, "warm_startable", lambda learner: False)
+    FITS.clear()
+    cold = MixedEffectsRegressor(learner, residuals="in-sample", max_iter=200, tol=1e-9).fit(X, y, groups=groups)
+    assert len(FITS) == cold.n_iter_ and all(fit[1:] == (False, False) for fit in FITS)  # fresh clones
+    np.testing.assert_allclose(warm.estimator_.coef_, cold.estimator_.coef_, rtol=1e-6)
+    np.testing.assert_allclose(warm.random_effects_, cold.random_effects_, rtol=1e-6, atol=1e-9)
+
+
+def test_cross_fitting_warm_starts_boosting_from_its_trees():
+    X, y, groups = friedman_groups(4000, 40, s2u=1.7, s2e=4.0, seed=3)
+    sizes = np.bincount(groups)
+    halves = group_halves(groups, sizes, np.random.default_rng(0))
+    boosting = HistGradientBoostingRegressor(max_iter=300, early_stopping=True, random_state=0)
+    first, models = _cross_fit(boosting, X, y, halves)
+    trees = [model.n_iter_ for model in models]
+    before = [model.predict(X) for model in models]
+    shifted = y + np.linspace(-1, 1, 40)[groups]
+    second, again = _cross_fit(boosting, X, shifted, halves, previous=models)
+    assert not hasattr(boosting, "n_iter_") and boosting.warm_start is False
+    for model, kept, old in zip(again, trees, before):
+        assert model in models and model.warm_start and model.n_iter_ >= kept
+        # The first round's trees are kept: its prediction is a stage of the new one.
+        stages = list(model.staged_predict(X))
+        np.testing.assert_array_equal(stages[kept - 1], old)
+    for rows, other, model in ((halves[0], halves[1], again[0]), (halves[1], halves[0], again[1])):
+        np.testing.assert_array_equal(second[other], model.predict(X[other]))
 
 
 def test_the_learner_gets_x_as_given_without_the_group_column():
