@@ -1,13 +1,15 @@
 """MixedEffectsRegressor against boosting with and without the group, MERF and GPBoost.
 
-    python benchmarks/mixed_effects.py                       # all data sets: ~15 min here
+    python benchmarks/mixed_effects.py                       # all data sets: ~10 min here
     python benchmarks/mixed_effects.py --data friedman --n 2e4 --merf-max-n 5e3   # 1 min
 
 Every system is fitted on the same training rows and scored on two test sets:
 held-out rows of groups seen in training (20% of every group's rows), and the rows of
 wholly unseen groups (GroupShuffleSplit, 20% of the groups).  Reported: test RMSE on
-both, the fit time (one fit, after a warm-up of the libraries), and the estimated
-variance components where the system has them.  Data sets:
+both, the fit time, and the estimated variance components where the system has them,
+over several splits (``--splits``): the mean RMSE, the median fit time as a multiple
+of HistGradientBoostingRegressor's in the same split, and the RMSE against GPBoost's
+paired by split (mean and standard error, in percent).  Data sets:
 
 - **friedman**: Friedman #1 fixed part (10 features, 5 informative) plus a random
   intercept per group, n = 1e5 rows in 1e3 groups, ICC 0.3, s2e = 4 (the truth is
@@ -23,15 +25,17 @@ around LightGBM when installed); HistGradientBoostingRegressor alone, and with t
 group as a feature (native categorical up to its 255 levels, sklearn's TargetEncoder
 beyond); LightGBM with the group as a native categorical; MERF (``merf``, around the
 same HistGradientBoostingRegressor, its default 20 iterations, on at most
-``--merf-max-n`` training rows, and skhlm on the same rows for the time ratio); GPBoost (``gpboost``: boosting with a grouped random
-effect, its number of rounds by early stopping on a tenth of the training rows, then
-refitted on all); RandomInterceptRegressor (linear, REML).  A missing package skips
-its system with a message.
+``--merf-max-n`` training rows, and skhlm on the same rows for the time ratio, with
+its cross-fitted residuals and with MERF's in-sample ones); GPBoost (``gpboost``:
+boosting with a grouped random effect, its number of rounds by early stopping on a
+tenth of the training rows, then refitted on all); RandomInterceptRegressor (linear,
+REML).  A missing package skips its system with a message.
 """
 
 import argparse
 import contextlib
 import io
+import logging
 import sys
 import time
 import warnings
@@ -107,12 +111,12 @@ def capped(X, y, g, max_n):
     keep = np.arange(len(y))
     if max_n is not None and keep.size > max_n:
         keep = np.sort(np.random.default_rng(0).choice(keep, int(max_n), replace=False))
-    return np.asarray(X, float)[keep], y[keep], g[keep]
+    return (X.iloc[keep] if hasattr(X, "iloc") else X[keep]), y[keep], g[keep]
 
 
 class Skhlm(System):
-    def __init__(self, learner, max_n=None):
-        self.model = MixedEffectsRegressor(learner, random_state=0)
+    def __init__(self, learner, max_n=None, residuals="auto"):
+        self.model = MixedEffectsRegressor(learner, residuals=residuals, random_state=0)
         self.max_n = max_n
 
     def fit(self, X, y, g):
@@ -184,7 +188,7 @@ class LightGBMGroup(System):
     def _with(self, X, g):
         frame = pd.DataFrame(np.asarray(X, float), columns=[f"f{k}" for k in range(X.shape[1])])
         codes = self.levels.get_indexer(g)
-        frame["group"] = pd.Categorical(np.where(codes >= 0, codes, -1), categories=range(self.levels.size))
+        frame["group"] = pd.Categorical.from_codes(codes, categories=range(self.levels.size))  # -1: missing
         return frame
 
     def predict(self, X, g):
@@ -199,7 +203,9 @@ class Merf(System):
         from merf import MERF
 
         X, y, g = capped(X, y, g, self.max_n)
+        X = np.asarray(X, float)
         self.model = MERF(HistGradientBoostingRegressor(**HGB), max_iterations=20)
+        logging.getLogger("merf").setLevel(logging.WARNING)  # one line per iteration
         with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             self.model.fit(pd.DataFrame(X), pd.DataFrame(np.ones((len(y), 1))), pd.Series(g), y)
@@ -265,6 +271,10 @@ def systems(merf_max_n):
         out["LightGBM + group categorical"] = LightGBMGroup
     # skhlm on MERF's rows: the time against MERF at the same data and learner.
     out["skhlm MixedEffects + HGB, MERF's rows"] = lambda: Skhlm(HistGradientBoostingRegressor(**HGB), merf_max_n)
+    # ... and with MERF's in-sample residuals: the same method, learner and rows.
+    out["skhlm MixedEffects + HGB in-sample, MERF's rows"] = lambda: Skhlm(
+        HistGradientBoostingRegressor(**HGB), merf_max_n, residuals="in-sample"
+    )
     for name, module, make in [("MERF + HGB", "merf", lambda: Merf(merf_max_n)), ("GPBoost", "gpboost", GPBoost)]:
         try:
             __import__(module)
@@ -288,34 +298,51 @@ def rmse(a, b):
     return float(np.sqrt(np.mean((np.asarray(a) - b) ** 2)))
 
 
-def run(name, make_data, merf_max_n):
+def run(name, make_data, merf_max_n, seeds):
+    """Every system on ``seeds`` splits of the data: the mean of each column over the
+    splits, the fit time as the median of its ratio to HGB alone's in the same split,
+    and each system's RMSE against GPBoost's, paired by split (mean and its standard
+    error over the splits, in percent)."""
     X, y, g, truth = make_data()
-    train, seen, unseen = splits(g)
-    Xt = X.iloc[train] if hasattr(X, "iloc") else X[train]
+    pick = (lambda r: X.iloc[r]) if hasattr(X, "iloc") else (lambda r: X[r])
     rows = []
-    for system, make in systems(merf_max_n).items():
-        model = make()
-        start = time.perf_counter()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            model.fit(Xt, y[train], g[train])
-        seconds = time.perf_counter() - start
-        pick = (lambda r: X.iloc[r]) if hasattr(X, "iloc") else (lambda r: X[r])
-        rows.append({
-            "data": name,
-            "system": system,
-            "rmse seen": rmse(model.predict(pick(seen), g[seen]), y[seen]),
-            "rmse unseen": rmse(model.predict(pick(unseen), g[unseen]), y[unseen]),
-            "fit s": seconds,
-            **{f"s2{'u' if k == 'group' else 'e'}": v for k, v in model.components().items() if k in ("group", "residual")},
-        })
-        print(f"  {name}: {system} done in {seconds:.1f} s", flush=True)
-    table = pd.DataFrame(rows)
-    base = table.loc[table["system"] == "HGB alone", "fit s"].iloc[0]
-    table["fit / HGB"] = table["fit s"] / base
-    print(f"\n### {name}: {len(y)} rows, {np.unique(g).size} groups; train {train.size}, "
-          f"seen test {seen.size}, unseen test {unseen.size}" + (f"; truth {truth}" if truth else ""))
-    print(markdown(table.drop(columns="data")))
+    for seed in range(seeds):
+        train, seen, unseen = splits(g, seed)
+        for system, make in systems(merf_max_n).items():
+            model = make()
+            start = time.perf_counter()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                model.fit(pick(train), y[train], g[train])
+            seconds = time.perf_counter() - start
+            rows.append({
+                "seed": seed,
+                "system": system,
+                "rmse seen": rmse(model.predict(pick(seen), g[seen]), y[seen]),
+                "rmse unseen": rmse(model.predict(pick(unseen), g[unseen]), y[unseen]),
+                "fit s": seconds,
+                **{f"s2{'u' if k == 'group' else 'e'}": v for k, v in model.components().items() if k in ("group", "residual")},
+            })
+            print(f"  {name} split {seed}: {system} done in {seconds:.1f} s", flush=True)
+    runs = pd.DataFrame(rows)
+    by_seed = runs.set_index(["seed", "system"])
+    runs["fit / HGB"] = runs["fit s"].to_numpy() / by_seed.xs("HGB alone", level="system")["fit s"].reindex(runs["seed"]).to_numpy()
+    table = runs.groupby("system", sort=False).agg({
+        "rmse seen": "mean", "rmse unseen": "mean", "fit s": "median", "fit / HGB": "median",
+        **{c: "mean" for c in ("s2u", "s2e") if c in runs},
+    })
+    if "GPBoost" in table.index:
+        for column in ("rmse seen", "rmse unseen"):
+            peer = by_seed.xs("GPBoost", level="system")[column].reindex(runs["seed"]).to_numpy()
+            runs[f"{column} vs GPBoost %"] = 100 * (runs[column].to_numpy() / peer - 1)
+            paired = runs.groupby("system", sort=False)[f"{column} vs GPBoost %"]
+            se = paired.std(ddof=1) / np.sqrt(seeds) if seeds > 1 else paired.mean() * np.nan
+            table[f"{column} vs GPBoost %"] = [f"{m:+.2f} ± {e:.2f}" if e == e else f"{m:+.2f}" for m, e in zip(paired.mean(), se)]
+    table = table.reset_index()
+    print(f"\n### {name}: {len(y)} rows, {np.unique(g).size} groups; {seeds} splits, each: train "
+          f"{train.size}, seen test {seen.size}, unseen test {unseen.size}" + (f"; truth {truth}" if truth else ""))
+    print(markdown(table))
+    table.insert(0, "data", name)
     return table
 
 
@@ -324,10 +351,14 @@ def main(argv=None):
     parser.add_argument("--data", nargs="+", choices=list(DATA), default=list(DATA))
     parser.add_argument("--n", type=float, default=1e5, help="rows of the friedman data")
     parser.add_argument("--merf-max-n", type=float, default=2e4)
+    parser.add_argument("--splits", type=int, nargs="+", default=None, metavar="N",
+                        help="splits per data set (default: friedman 3, instevals 2, exam 10)")
     parser.add_argument("--out", type=Path, help="write the tables as CSV here")
     args = parser.parse_args(argv)
     DATA["friedman"] = lambda: friedman(int(args.n), max(10, int(args.n) // 100))
-    tables = [run(name, DATA[name], args.merf_max_n) for name in args.data]
+    seeds = dict(zip(args.data, args.splits)) if args.splits else {}
+    default = {"friedman": 3, "instevals": 2, "exam": 10}
+    tables = [run(name, DATA[name], args.merf_max_n, seeds.get(name, default[name])) for name in args.data]
     if args.out:
         pd.concat(tables).to_csv(args.out, index=False)
 
