@@ -190,8 +190,9 @@ class MixedEffectsRegressor(MetaEstimatorMixin, GroupedRegressorMixin, Regressor
     less than ``tol`` of their spread.  From the second round a learner with a
     ``warm_start`` parameter goes on from its last fit: gradient boosting keeps its
     trees and adds those that its early stopping finds useful, an iterative solver
-    starts from its last coefficients.  Bagging ensembles (forests), whose warm start
-    would fit no new tree, are refitted.
+    starts from its last coefficients (a boosting learner without early stopping has
+    spent its ``max_iter`` in the first round, and keeps that fit).  Bagging
+    ensembles (forests), whose warm start would fit no new tree, are refitted.
 
     The variance components and intercepts are estimated from cross-fitted
     residuals (``residuals``): the learner that predicts a row was not fitted on it.
