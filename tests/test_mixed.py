@@ -127,6 +127,11 @@ def test_the_start_uses_the_numeric_finite_columns_or_none():
     values, names = mixed.numeric_columns(array)
     assert names == [0] and values.tolist() == [[1.0], [2.0]]
     assert mixed.numeric_columns(np.array([["a"], ["b"]]))[1] == []
+    for no_numbers in (np.array([["a"], ["b"]]), pd.DataFrame({"c": ["x", "y"], "k": pd.Categorical(["u", "v"])})):
+        values, names = mixed.numeric_columns(no_numbers)
+        assert values.shape == (2, 0) and names == []
+    values, names = mixed.numeric_columns(np.array([[True, False], [False, False]]))
+    assert values.dtype == np.float64 and values.tolist() == [[1.0, 0.0], [0.0, 0.0]]
     # No usable column, too many, or a y that X fits exactly: y's own intercepts.
     rng = np.random.default_rng(0)
     groups = np.repeat(np.arange(20), 10)
@@ -139,9 +144,17 @@ def test_the_start_uses_the_numeric_finite_columns_or_none():
     for X in (np.empty((200, 0)), rng.normal(size=(200, mixed._LINEAR_START_MAX_COLUMNS + 1)),
               np.column_stack([y, rng.normal(size=200)])):
         np.testing.assert_array_equal(mixed.starting_intercepts(X, y, coding, Limits()), alone)
-    X = rng.normal(size=(200, 2))
-    with_x = RandomInterceptRegressor(method="ml").fit(X, y, groups=groups).random_effects_
-    np.testing.assert_allclose(mixed.starting_intercepts(X, y, coding, Limits()), with_x, rtol=1e-8)
+    strings = pd.DataFrame({"c": np.where(rng.random(200) < 0.5, "x", "y")})
+    np.testing.assert_array_equal(mixed.starting_intercepts(strings, y, coding, Limits()), alone)
+    # One column, two, and as many as the start takes (more rows than columns).
+    for width in (1, 2, mixed._LINEAR_START_MAX_COLUMNS):
+        n = 200 if width < 10 else 600
+        many = np.repeat(np.arange(20), n // 20)
+        yy = rng.normal(size=20)[many] + rng.normal(size=n)
+        X = rng.normal(size=(n, width))
+        with_x = RandomInterceptRegressor(method="ml").fit(X, yy, groups=many).random_effects_
+        start = mixed.starting_intercepts(X, yy, encode_groups(many, n), Limits())
+        np.testing.assert_allclose(start, with_x, rtol=1e-7, atol=1e-10)
 
 
 def friedman_groups(n, n_groups, s2u, s2e, seed):
