@@ -192,7 +192,7 @@ def identifiable(stats, grouped):
         )
 
 
-def binary_response(y):
+def binary_response(y, estimator="RandomInterceptRegressor"):
     """Warn when y takes two values only: the model is for a continuous response.
     Two values among the first 64 rows are rare for a continuous y, so the full
     check (a sort of y) runs only then."""
@@ -202,7 +202,7 @@ def binary_response(y):
     if values.size == 2:
         shown = " and ".join(f"{v:g}" for v in values)
         warn(
-            f"y takes only two values ({shown}). RandomInterceptRegressor fits a linear "
+            f"y takes only two values ({shown}). {estimator} fits a linear "
             "(Gaussian) mixed model for a continuous response; on a binary outcome it is "
             "a linear probability model, with predictions outside [0, 1] and wrong "
             "standard errors. A binary outcome needs a logistic mixed model (lme4's "

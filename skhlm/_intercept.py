@@ -1,5 +1,6 @@
 """RandomInterceptRegressor: the scikit-learn face of the EM engine."""
 
+from dataclasses import dataclass
 from numbers import Integral, Real
 
 import numpy as np
@@ -18,6 +19,83 @@ from .engine import result as fit_result
 from .engine.em import Limits
 from .inference.residuals import scaled_residual_quantiles
 from .inference.vcov import predictive_std
+
+
+@dataclass(frozen=True, eq=False)
+class PreparedData:
+    """Validated input of a linear model's fit: X and y as float arrays, the groups'
+    coding, and the names for printing."""
+
+    X: np.ndarray
+    y: np.ndarray
+    coding: GroupCoding
+    grouped: bool
+    names: fit_result.ModelNames
+    feature_names: object  # feature_names_in_, or None
+
+
+def prepare(estimator, X, y, groups):
+    """Validate a linear mixed model's input (and set ``n_features_in_`` and
+    ``feature_names_in_``): numeric X, finite y, the groups' coding.  Warns, as lme4
+    would not fit, when there are no groups, and for a binary y."""
+    X, groups = estimator._take_groups(X, groups)
+    # For the printed formula only: the names of a Series y and groups.
+    response = str(getattr(y, "name", None) or "y")
+    group_name = str(getattr(groups, "name", None) or "group")
+    _checks.numeric_columns(X)
+    _checks.finite_response(y)
+    if isinstance(y, pd.Series) and isinstance(y.dtype, np.dtype):
+        # Validation's pandas path for y costs more than a fit on small data; a
+        # numpy-typed Series is its values (nullable ones are left to it).
+        y = y.to_numpy()
+    # An intercept-only model (lmer(y ~ 1 + (1 | g))) has an X with no columns.
+    intercept_only = groups is not None and estimator.fit_intercept
+    X, y = validate_data(
+        estimator,
+        _checks.no_columns_as_array(X),
+        y,
+        dtype=[np.float64, np.float32],
+        y_numeric=True,
+        ensure_min_features=0 if intercept_only else 1,
+        ensure_all_finite=False,
+    )
+    _checks.binary_response(y, type(estimator).__name__)
+    feature_names = getattr(estimator, "feature_names_in_", None)
+    n_samples = X.shape[0]
+    name = type(estimator).__name__
+    if groups is None:
+        _checks.warn(
+            f"{name}.fit got no groups, so the model has no random "
+            "effects and the fit is ordinary least squares (s2u = 0). Pass "
+            "fit(X, y, groups=labels), or name the column of X that holds them with "
+            "group_column; inside a Pipeline or model selection tool, enable "
+            "metadata routing and pass params={'groups': labels}."
+        )
+        coding = GroupCoding.single(n_samples)
+    else:
+        coding = encode_groups(groups, n_samples)
+        _checks.group_count(coding.n_groups, n_samples)
+    printed = feature_names if feature_names is not None else [f"x{k}" for k in range(X.shape[1])]
+    names = fit_result.ModelNames(response, group_name, tuple(str(n) for n in printed))
+    return PreparedData(X, y, coding, groups is not None, names, feature_names)
+
+
+def accumulate(data, fit_intercept):
+    """The one pass over the rows: the sufficient statistics, the standardization and
+    the group labels in the statistics' order; refuses data whose likelihood has no
+    maximum, and warns about dropped (redundant) columns."""
+    accumulator = StatsAccumulator(fit_intercept=fit_intercept)
+    try:
+        accumulator.add(data.X, data.y, data.coding)
+    except NonFiniteStatistics:
+        _checks.finite(data.X, data.feature_names)  # NaN or inf in X: say where; else overflow
+        raise
+    except TinyValues as tiny:
+        raise ValueError(_checks.tiny_values_message(tiny, data.feature_names)) from None
+    stats, standardization, levels = accumulator.finalize()
+    _checks.identifiable(stats, grouped=data.grouped)
+    _checks.redundant_columns(standardization, data.feature_names)
+    return stats, standardization, levels
 
 
 class RandomInterceptRegressor(GroupedRegressorMixin, RegressorMixin, BaseEstimator):
@@ -210,71 +288,25 @@ class RandomInterceptRegressor(GroupedRegressorMixin, RegressorMixin, BaseEstima
         return self._fit_or_nothing(X, y, groups)
 
     def _fit(self, X, y, groups):
-        X, groups = self._take_groups(X, groups)
-        # For the printed formula only: the names of a Series y and groups.
-        response = str(getattr(y, "name", None) or "y")
-        group_name = str(getattr(groups, "name", None) or "group")
-        _checks.numeric_columns(X)
-        _checks.finite_response(y)
-        if isinstance(y, pd.Series) and isinstance(y.dtype, np.dtype):
-            # Validation's pandas path for y costs more than a fit on small data; a
-            # numpy-typed Series is its values (nullable ones are left to it).
-            y = y.to_numpy()
-        # An intercept-only model (lmer(y ~ 1 + (1 | g))) has an X with no columns.
-        intercept_only = groups is not None and self.fit_intercept
-        X, y = validate_data(
-            self,
-            _checks.no_columns_as_array(X),
-            y,
-            dtype=[np.float64, np.float32],
-            y_numeric=True,
-            ensure_min_features=0 if intercept_only else 1,
-            ensure_all_finite=False,
-        )
-        _checks.binary_response(y)
-        feature_names = getattr(self, "feature_names_in_", None)
-        n_samples = X.shape[0]
-        if groups is None:
-            _checks.warn(
-                "RandomInterceptRegressor.fit got no groups, so the model has no random "
-                "effects and the fit is ordinary least squares (s2u = 0). Pass "
-                "fit(X, y, groups=labels), or name the column of X that holds them with "
-                "group_column; inside a Pipeline or model selection tool, enable "
-                "metadata routing and pass params={'groups': labels}."
-            )
-            coding = GroupCoding.single(n_samples)
-        else:
-            coding = encode_groups(groups, n_samples)
-            _checks.group_count(coding.n_groups, n_samples)
+        return self._fit_prepared(prepare(self, X, y, groups))
 
+    def _fit_prepared(self, data):
+        """The fit of :func:`prepare`'s validated data."""
         # Serial BLAS for the pass and all that follows, unless X is wide (then the
         # pass keeps BLAS's threads and the small-matrix algebra sets its own).
-        with blas_threads(X.shape[1]):
-            accumulator = StatsAccumulator(fit_intercept=self.fit_intercept)
-            try:
-                accumulator.add(X, y, coding)
-            except NonFiniteStatistics:
-                _checks.finite(X, feature_names)  # NaN or inf in X: say where; else overflow
-                raise
-            except TinyValues as tiny:
-                raise ValueError(_checks.tiny_values_message(tiny, feature_names)) from None
-            stats, standardization, levels = accumulator.finalize()
-            _checks.identifiable(stats, grouped=groups is not None)
-            _checks.redundant_columns(standardization, feature_names)
-            if feature_names is None:
-                feature_names = [f"x{k}" for k in range(X.shape[1])]
-            names = fit_result.ModelNames(response, group_name, tuple(str(n) for n in feature_names))
+        with blas_threads(data.X.shape[1]):
+            stats, standardization, levels = accumulate(data, self.fit_intercept)
             with small_matrix_blas(stats.n_params):
                 result = fit_result.fit(
                     stats,
                     standardization,
                     self.method,
                     limits=Limits(self.max_iter, self.tol),
-                    levels=None if groups is None else levels,
-                    names=names,
+                    levels=levels if data.grouped else None,
+                    names=data.names,
                     verbose=self.verbose,
                 )
-                quantiles = scaled_residual_quantiles(X, y, coding, result)
+                quantiles = scaled_residual_quantiles(data.X, data.y, data.coding, result)
                 self._publish(result.with_residual_quantiles(quantiles))
         return self
 

@@ -70,7 +70,7 @@ def _feasible(params):
     return math.isfinite(params.sum()) and params[-2] > 0 and params[-1] > 0
 
 
-def squarem_step(update, objective, params, current):
+def squarem_step(update, objective, params, current, feasible=_feasible):
     """One safeguarded SQUAREM cycle (Varadhan & Roland 2008, scheme S3).
 
     Extrapolates along two EM updates and stabilizes with a third.  The step length
@@ -88,10 +88,10 @@ def squarem_step(update, objective, params, current):
     alpha = -np.sqrt((r @ r) / vv) if vv > 0 else -1.0
     while alpha < -1.0:
         candidate = params - 2.0 * alpha * r + alpha**2 * v
-        if _feasible(candidate):
+        if feasible(candidate):
             candidate = update(candidate)
             n_updates += 1
-            if _feasible(candidate):
+            if feasible(candidate):
                 value = objective(candidate)
                 if value >= current:
                     return candidate, value, r, n_updates

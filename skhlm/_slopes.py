@@ -1,0 +1,395 @@
+"""LinearMixedRegressor: random intercepts and slopes, lme4's ``(1 + x | g)``."""
+
+import math
+from dataclasses import dataclass
+from numbers import Integral, Real
+
+import numpy as np
+from sklearn.base import BaseEstimator, RegressorMixin, _fit_context
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils._param_validation import Interval, StrOptions
+
+from . import _checks
+from ._base import GroupedRegressorMixin
+from ._blas import blas_threads, small_matrix_blas
+from ._intercept import RandomInterceptRegressor, accumulate, prepare
+from .data import slopes as slope_data
+from .data.units import Standardization
+from .engine import vector
+from .engine.em import Limits
+
+
+@dataclass(frozen=True, eq=False)
+class SlopeFit:
+    """A fitted model with random slopes: the engine's result in standardized units,
+    the maps back to the user's, and the labels."""
+
+    result: vector.VectorResult
+    units: Standardization
+    T: np.ndarray  # internal random effect b -> user's: y_scale * T b
+    levels: np.ndarray  # labels, in the engine's group order
+    level: np.ndarray  # (G,) label number of each engine group
+    slopes: np.ndarray  # positions in X of the slope columns
+    method: str
+    diagonal: bool
+    n_obs: int
+
+    def sigma_to_user(self, sigma):
+        return self.units.y_scale**2 * (self.T @ sigma @ self.T.T)
+
+    @property
+    def n_parameters(self):
+        q = self.T.shape[0]
+        return self.units.n_params + vector.n_theta(q, self.diagonal) + 1
+
+    def user_log_likelihood(self, deviance):
+        return -0.5 * deviance - self.units.log_jacobian(self.n_obs, self.method)
+
+    def user_lambda(self):
+        """lme4's Lambda: the relative covariance factor in the user's units, lower
+        triangular with a diagonal >= 0 (Lambda Lambda' = T Lambda_int Lambda_int' T')."""
+        rel = self.T @ self.result.lam
+        lam = np.linalg.qr(rel.T, mode="r").T  # rel rel' = R'R
+        return lam * np.where(np.diag(lam) < 0, -1.0, 1.0)[None, :]
+
+    @property
+    def user_theta(self):
+        """lme4's theta (``getME(m, "theta")``)."""
+        return vector.theta_of(self.user_lambda(), self.diagonal)
+
+    @property
+    def singular(self):
+        """lme4's isSingular: a diagonal entry of its Lambda below 1e-4."""
+        return bool(np.diag(self.user_lambda()).min() < vector.SINGULAR_TOL)
+
+
+class LinearMixedRegressor(GroupedRegressorMixin, RegressorMixin, BaseEstimator):
+    """Linear mixed model with random intercepts and slopes, fitted as lme4 does.
+
+    The model is ``y_ij = x_ij' beta + z_ij' b_j + e_ij`` with ``z_ij`` the intercept
+    and the ``random_slopes`` columns of row i, ``b_j ~ N(0, Sigma)`` (q x q) and
+    ``e_ij ~ N(0, s2e)``: lme4's ``lmer(y ~ x + (1 + x | g))``.  The fit makes one
+    pass over the rows for the sufficient statistics (per group Z'Z, Z'X and Z'y),
+    then runs EM (SQUAREM-accelerated) on them and polishes lme4's profiled criterion
+    by quasi-Newton steps with its analytic gradient; nothing after the pass is
+    O(n), and nothing loops over the groups in Python.  With no random slopes the
+    model is RandomInterceptRegressor's, fitted by its engine.
+
+    Parameters
+    ----------
+    random_slopes : sequence of str or int, default=()
+        The features whose coefficients vary by group: column names of a DataFrame
+        X, or positions.  Each is also a fixed effect, as in lme4.
+    covariance : {"unstructured", "diagonal"}, default="unstructured"
+        The covariance of the random effects: a full q x q matrix (lme4's
+        ``(1 + x | g)``), or independent effects (``(1 + x || g)``), the usual cure
+        for a singular fit.
+    method : {"reml", "ml"}, default="reml"
+    fit_intercept : bool, default=True
+        Whether the fixed part has an intercept (the random intercept is always
+        there).
+    group_column : str or int, default=None
+        See RandomInterceptRegressor.
+    unseen_groups : {"population", "error"}, default="population"
+        See RandomInterceptRegressor.
+    max_iter : int, default=200
+        The most EM cycles and, times 10, the most quasi-Newton steps.
+    tol : float, default=1e-10
+        The random intercept model's EM tolerance (``random_slopes=()``).
+    verbose : int, default=0
+
+    Attributes
+    ----------
+    coef_ : ndarray of shape (n_features,)
+    intercept_ : float
+    variance_components_ : dict
+        ``{"group": Sigma (q, q) ndarray, "residual": s2e}``.
+    random_effect_names_ : list of str
+        ``["Intercept", *slopes]``: the order of Sigma's rows and of the effects.
+    groups_ : ndarray of shape (n_groups,)
+    random_effects_ : ndarray of shape (n_groups, q)
+        The BLUPs (lme4's ``ranef``), aligned with ``groups_``.
+    random_effects_var_ : ndarray of shape (n_groups, q, q)
+        Their conditional covariances (lme4's ``condVar``).
+    log_likelihood_ : float
+        The maximized log-likelihood (ML) or REML criterion's log-likelihood.
+    log_likelihood_history_ : ndarray
+    aic_, bic_ : float
+    n_iter_ : int
+    converged_ : bool
+    singular_ : bool
+        lme4's isSingular: a relative standard deviation (a diagonal entry of lme4's
+        Lambda) below 1e-4, which is a variance at 0 or a correlation at +-1.
+    n_features_in_ : int
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+
+    See Also
+    --------
+    RandomInterceptRegressor : The random intercept model, with summary and inference.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skhlm import LinearMixedRegressor
+    >>> rng = np.random.default_rng(0)
+    >>> groups = np.repeat(np.arange(30), 10)
+    >>> days = np.tile(np.arange(10.0), 30)
+    >>> b = rng.multivariate_normal([0, 0], [[600, 10], [10, 35]], size=30)
+    >>> y = 250 + 10 * days + b[groups, 0] + b[groups, 1] * days + rng.normal(0, 25, 300)
+    >>> model = LinearMixedRegressor(random_slopes=[0]).fit(days[:, None], y, groups=groups)
+    >>> model.random_effect_names_
+    ['Intercept', 'x0']
+    >>> model.variance_components_["group"].shape, model.random_effects_.shape
+    ((2, 2), (30, 2))
+    """
+
+    _parameter_constraints = {
+        "random_slopes": ["array-like"],
+        "covariance": [StrOptions({"unstructured", "diagonal"})],
+        "method": [StrOptions({"reml", "ml"})],
+        "fit_intercept": ["boolean"],
+        "group_column": [None, str, Integral],
+        "unseen_groups": [StrOptions({"population", "error"})],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "verbose": ["verbose"],
+    }
+
+    __metadata_request__fit = {"groups": True}
+    __metadata_request__predict = {"groups": True, "return_std": True}
+    __metadata_request__score = {"groups": True}
+
+    def __init__(
+        self,
+        *,
+        random_slopes=(),
+        covariance="unstructured",
+        method="reml",
+        fit_intercept=True,
+        group_column=None,
+        unseen_groups="population",
+        max_iter=200,
+        tol=1e-10,
+        verbose=0,
+    ):
+        self.random_slopes = random_slopes
+        self.covariance = covariance
+        self.method = method
+        self.fit_intercept = fit_intercept
+        self.group_column = group_column
+        self.unseen_groups = unseen_groups
+        self.max_iter = max_iter
+        self.tol = tol
+        self.verbose = verbose
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y, groups=None):
+        """Fit the model: one pass over the rows, then EM and a polish.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+        groups : array-like of shape (n_samples,), default=None
+            Cluster label of each row (or use ``group_column``).
+
+        Returns
+        -------
+        self : LinearMixedRegressor
+        """
+        return self._fit_or_nothing(X, y, groups)
+
+    def _slope_positions(self, n_features, feature_names):
+        slopes = list(self.random_slopes)
+        positions = []
+        for s in slopes:
+            if isinstance(s, str):
+                if feature_names is None:
+                    raise ValueError(
+                        f"random_slopes names the column {s!r}, but X has no column names; "
+                        "pass a DataFrame, or give the slopes as integer positions."
+                    )
+                names = [str(n) for n in feature_names]
+                if s not in names:
+                    raise ValueError(f"random_slopes: {s!r} is not a column of X (its columns: {names}).")
+                positions.append(names.index(s))
+            elif isinstance(s, Integral) and not isinstance(s, bool):
+                if not 0 <= s < n_features:
+                    raise ValueError(f"random_slopes: position {s} is out of range for X with {n_features} columns.")
+                positions.append(int(s))
+            else:
+                raise ValueError(f"random_slopes holds {s!r}; give column names or integer positions.")
+        if len(set(positions)) != len(positions):
+            raise ValueError(f"random_slopes names a column more than once: {slopes}.")
+        return np.asarray(positions, dtype=np.intp)
+
+    def _fit(self, X, y, groups):
+        if len(self.random_slopes) == 0:
+            self._fit_intercepts(X, y, groups)
+            self._slope_columns_ = np.zeros(0, dtype=np.intp)
+            return self
+        if self.group_column is None and groups is None:
+            return self._fit_without_groups(X, y)
+        data = prepare(self, X, y, groups)
+        slopes = self._slope_positions(data.X.shape[1], data.feature_names)
+        with blas_threads(data.X.shape[1]):
+            stats, units, levels = accumulate(data, self.fit_intercept)
+            dropped = [int(s) for s in slopes if not units.kept[s]]
+            if dropped:
+                raise ValueError(
+                    f"The random slope column(s) {dropped} are constant or linear "
+                    "combinations of other columns of X, so their fixed effects were "
+                    "dropped; a random slope needs its fixed effect. Remove them from "
+                    "random_slopes."
+                )
+            diagonal = self.covariance == "diagonal"
+            ztz, ztx, zty, T = slope_data.slope_statistics(
+                data.X, data.y, data.coding, units, slopes, diagonal=diagonal
+            )
+            engine_stats = slope_data.build(stats, ztz, ztx, zty)
+            with small_matrix_blas(stats.n_params):
+                result = vector.fit(
+                    engine_stats, self.method, diagonal=diagonal, limits=Limits(self.max_iter, self.tol)
+                )
+        fit = SlopeFit(
+            result=result,
+            units=units,
+            T=T,
+            levels=data.coding.levels,
+            level=data.coding.level,
+            slopes=slopes,
+            method=self.method,
+            diagonal=diagonal,
+            n_obs=data.X.shape[0],
+        )
+        self._publish_slopes(fit, data)
+        return self
+
+    def _fit_without_groups(self, X, y):
+        """No groups: no random effects, ordinary least squares (with a warning), as
+        for RandomInterceptRegressor; Sigma is 0."""
+        self._fit_intercepts(X, y, None)
+        slopes = self._slope_positions(self.n_features_in_, getattr(self, "feature_names_in_", None))
+        q = 1 + slopes.size
+        self._slope_columns_ = slopes
+        self.variance_components_["group"] = np.zeros((q, q))
+        names = getattr(self, "feature_names_in_", None)
+        self.random_effect_names_ = ["Intercept", *[str(names[s]) if names is not None else f"x{s}" for s in slopes]]
+        self.random_effects_ = np.zeros((0, q))
+        self.random_effects_var_ = np.zeros((0, q, q))
+        return self
+
+    def _fit_intercepts(self, X, y, groups):
+        """``random_slopes=()``: the random intercept model, by its own estimator."""
+        inner = RandomInterceptRegressor(
+            method=self.method,
+            fit_intercept=self.fit_intercept,
+            max_iter=self.max_iter,
+            tol=self.tol,
+            verbose=self.verbose,
+            group_column=self.group_column,
+            unseen_groups=self.unseen_groups,
+        )
+        inner._fit_prepared(prepare(self, X, y, groups))
+        self._result = inner._result
+        self.coef_, self.intercept_ = inner.coef_, inner.intercept_
+        s2u, s2e = inner.variance_components_["group"], inner.variance_components_["residual"]
+        self.variance_components_ = {"group": np.array([[s2u]]), "residual": s2e}
+        self.random_effect_names_ = ["Intercept"]
+        self.groups_ = inner.groups_
+        self.random_effects_ = inner.random_effects_[:, None]
+        self.random_effects_var_ = inner.random_effects_var_[:, None, None]
+        for name in ("log_likelihood_", "log_likelihood_history_", "aic_", "bic_", "n_iter_", "converged_", "singular_"):
+            setattr(self, name, getattr(inner, name))
+        return self
+
+    def _publish_slopes(self, fit, data):
+        result, units = fit.result, fit.units
+        self._result = fit
+        self._slope_columns_ = fit.slopes
+        self.coef_, self.intercept_ = units.coef_to_user(result.beta)
+        self.intercept_ = float(self.intercept_)
+        self.variance_components_ = {
+            "group": fit.sigma_to_user(result.sigma),
+            "residual": float(units.variance_to_user(result.s2e)),
+        }
+        names = data.names.features
+        self.random_effect_names_ = ["Intercept", *[names[s] for s in fit.slopes]]
+        # The engine's groups are in size order; groups_ is in label order.
+        G = fit.level.shape[0]
+        order = np.empty(G, dtype=np.intp)
+        order[fit.level] = np.arange(G)
+        scale = units.y_scale
+        self.groups_ = fit.levels if data.grouped else np.array([])
+        self.random_effects_ = (scale * result.blup @ fit.T.T)[order]
+        self.random_effects_var_ = (scale**2 * (fit.T @ result.cond_var @ fit.T.T))[order]
+        self.log_likelihood_ = float(fit.user_log_likelihood(result.deviance))
+        self.log_likelihood_history_ = np.array([fit.user_log_likelihood(d) for d in result.history])
+        k = fit.n_parameters
+        self.aic_ = -2.0 * self.log_likelihood_ + 2.0 * k
+        self.bic_ = -2.0 * self.log_likelihood_ + k * math.log(fit.n_obs)
+        self.n_iter_ = result.n_iter
+        self.converged_ = result.converged
+        self.singular_ = fit.singular
+        if not result.converged:
+            _checks.warn(
+                "LinearMixedRegressor did not converge: the gradient of the criterion is "
+                "not 0 at the last point. Increase max_iter.",
+                ConvergenceWarning,
+            )
+        if self.singular_:
+            _checks.warn(
+                "The fit is singular (lme4: boundary (singular) fit): a random-effect "
+                "variance is 0 or a correlation is +-1, so the data do not support this "
+                "covariance. Drop a random slope, or use covariance='diagonal'."
+            )
+
+    def predict(self, X, groups=None, return_std=False, *, population=False):
+        """Predict, with each seen group's random intercept and slopes.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        groups : array-like of shape (n_samples,), default=None
+            A group seen in fit gets ``x' beta + z' b_j``; a new group ``x' beta``.
+        return_std : bool, default=False
+            Also return the standard deviation of a new observation: the square root
+            of ``x' Cov(beta) x + z' condVar_j z + s2e`` for a seen group and
+            ``x' Cov(beta) x + z' Sigma z + s2e`` for a new one.
+        population : bool, default=False
+            ``x' beta`` for every row, with no warning (lme4's ``re.form = NA``).
+
+        Returns
+        -------
+        y_pred : ndarray of shape (n_samples,)
+        y_std : ndarray of shape (n_samples,), only with ``return_std=True``
+        """
+        X, groups = self._validate_for_predict(X, groups, check_finite=False)
+        y_pred = self._fixed_part(X)
+        n = X.shape[0]
+        Z = np.column_stack([np.ones(n), X[:, self._slope_columns_]])
+        index = np.full(n, -1)
+        if groups is None and not population and self.groups_.size:
+            self._warn_population(type(self).__name__)
+        if groups is not None and not population:
+            effects, index = self._random_part(groups, n, self.random_effects_)
+            y_pred += np.einsum("ij,ij->i", Z, effects)
+        if not return_std:
+            return y_pred
+        return y_pred, self._predictive_std(X, Z, index)
+
+    def _predictive_std(self, X, Z, index):
+        fit = self._result
+        if not isinstance(fit, SlopeFit):  # no slopes: the random intercept model's
+            from .inference.vcov import predictive_std
+
+            return predictive_std(fit, X, index)
+        units = fit.units
+        cov = units.coef_covariance_to_user(fit.result.coef_cov)
+        D = np.column_stack([np.ones(X.shape[0]), X]) if units.fit_intercept else X
+        estimated = np.isfinite(np.diag(cov))
+        Ds, covs = D[:, estimated], cov[np.ix_(estimated, estimated)]
+        fixed = np.einsum("ij,jk,ik->i", Ds, covs, Ds)
+        var_b = np.append(self.random_effects_var_, self.variance_components_["group"][None], axis=0)[index]
+        random = np.einsum("ij,ijk,ik->i", Z, var_b, Z)
+        return np.sqrt(fixed + random + self.variance_components_["residual"])

@@ -1,0 +1,84 @@
+"""The per-group statistics of random slopes: Z_j'Z_j, Z_j'X_j and Z_j'y_j.
+
+The fixed-effect statistics and the standardization come from the accumulator's pass
+(skhlm.data.accumulator); a second pass, in blocks of rows, adds each row's products
+z x' and z y to its group.  Internally Z holds the intercept and the slope columns as
+the design holds them (centered and scaled); for lme4's diagonal covariance
+``(1 + x || g)``, whose model changes when a slope column is shifted, the slope
+columns are only scaled.  :func:`slope_statistics` returns the statistics and the
+(q, q) map ``T`` with user Z = internal Z T^-1: a random effect b (internal) is
+``y_scale * T b`` in the user's units.
+"""
+
+import numpy as np
+
+from ..engine.vector import SlopeStats
+from .accumulator import _BLOCK_BYTES, _BLOCK_ROWS, _GroupAdder
+
+
+def slope_statistics(X, y, coding, units, slopes, *, diagonal):
+    """The random-slope statistics of the rows, in the standardized units of ``units``.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n, k), float
+    y : ndarray of shape (n,)
+    coding : GroupCoding
+    units : Standardization
+        From the accumulator's pass over the same rows (an intercept is required).
+    slopes : sequence of int
+        Positions in X of the columns with random slopes (kept columns).
+    diagonal : bool
+
+    Returns
+    -------
+    ztz, ztx, zty : per-group statistics, groups in the coding's order
+    T : ndarray of shape (q, q)
+    """
+    slopes = np.asarray(slopes, dtype=np.intp)
+    # A slope's column in the design: the intercept first, then the kept columns.
+    position = np.cumsum(units.kept) - 1 + 1
+    zcols = np.concatenate([[0], position[slopes]]).astype(np.intp)
+    n = X.shape[0]
+    p = units.n_params
+    q = zcols.shape[0]
+    G = coding.n_groups
+    width = q * (p + 1)
+    n_block = min(max(n, 1), _BLOCK_ROWS, max(256, _BLOCK_BYTES // (8 * max(width, p))))
+    out = np.zeros((G, width))
+    add = _GroupAdder(n_block, coding.codes.dtype)
+    y_offset, y_scale = units.y_offset, units.y_scale
+    for start in range(0, n, n_block):
+        stop = min(start + n_block, n)
+        d = units.design_rows(X[start:stop])
+        dy = np.column_stack([d, (y[start:stop] - y_offset) / y_scale])
+        products = d[:, zcols, None] * dy[:, None, :]
+        add(out, coding.codes[start:stop], np.ascontiguousarray(products.reshape(stop - start, width)))
+    out = out.reshape(G, q, p + 1)
+    ztx = out[:, :, :p].copy()
+    zty = out[:, :, p].copy()
+    # Internal slope a is (x - offset) / scale: T maps internal effects to the user's.
+    offset = units.x_offset[slopes] / units.x_scale[slopes]
+    T = np.eye(q)
+    T[0, 1:] = -offset
+    T[np.arange(1, q), np.arange(1, q)] = 1.0 / units.x_scale[slopes]
+    if diagonal:
+        # Uncentered slopes x / scale = internal + offset: Z_d = Z U, U = I + e_0 offset'.
+        U = np.eye(q)
+        U[0, 1:] = offset
+        ztx = U.T @ ztx
+        zty = zty @ U
+        T = T @ U
+    ztz = ztx[:, :, zcols]
+    if diagonal:
+        ztz = ztz @ U
+    ztz = 0.5 * (ztz + np.swapaxes(ztz, 1, 2))
+    return ztz, ztx, zty, T
+
+
+def build(stats, ztz, ztx, zty):
+    """The :class:`~skhlm.engine.vector.SlopeStats` of the fixed-effect statistics and
+    the per-group ones."""
+    return SlopeStats(
+        xtx=stats.xtx, xty=stats.xty, yty=stats.yty, n_obs=stats.n_obs, ztz=ztz, ztx=ztx, zty=zty
+    )

@@ -1,0 +1,384 @@
+"""Vector random effects, lme4's ``(1 + x | g)``: the profiled criterion, its
+gradient, the EM update and the fit, batched over groups.
+
+Notation (../shared/MODEL.md, "Vector random effects"): per group j the statistics
+S_j = Z_j'Z_j (q x q), F_j = Z_j'X_j (q x p) and c_j = Z_j'y_j (q); Sigma =
+s2e Lambda Lambda' with Lambda lower triangular (diagonal for lme4's ``||``) and theta
+its lower triangle, column by column, as lme4's.  With M_j = Lambda' S_j Lambda + I and
+B_j = Lambda M_j^-1 Lambda':
+
+    A = X'X - sum_j F_j' B_j F_j,   r = X'y - sum_j F_j' B_j c_j,   beta = A^-1 r
+    pwrss = y'y - sum_j c_j' B_j c_j - beta' r
+    ML:   sum_j log det M_j + n (1 + log(2 pi pwrss / n))
+    REML: sum_j log det M_j + log det A + (n - p) (1 + log(2 pi pwrss / (n - p)))
+
+Everything is numpy over a leading group axis: no loop over groups or rows.  The
+functions are pure; :func:`fit` is the driver (EM with SQUAREM, then a quasi-Newton
+polish of theta on the profiled criterion).
+"""
+
+import functools
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import optimize
+
+from . import em
+
+_LOG_2PI = math.log(2.0 * math.pi)
+
+# lme4's isSingular: a diagonal entry of Lambda (a relative standard deviation) below
+# this is at the boundary.
+SINGULAR_TOL = 1e-4
+
+
+@dataclass(frozen=True, eq=False)
+class SlopeStats:
+    """The sufficient statistics of the model with random slopes (standardized units).
+
+    ``xtx`` (p, p), ``xty`` (p,), ``yty`` and ``n_obs`` over all rows; per group
+    ``ztz`` (G, q, q), ``ztx`` (G, q, p) and ``zty`` (G, q).  Column 0 of X and of Z is
+    the intercept.
+    """
+
+    xtx: np.ndarray
+    xty: np.ndarray
+    yty: float
+    n_obs: int
+    ztz: np.ndarray
+    ztx: np.ndarray
+    zty: np.ndarray
+
+    @property
+    def n_groups(self):
+        return self.ztz.shape[0]
+
+    @property
+    def q(self):
+        return self.ztz.shape[1]
+
+    @property
+    def n_params(self):
+        return self.xtx.shape[0]
+
+
+@functools.lru_cache(maxsize=16)
+def _theta_positions(q):
+    """Rows and columns of Lambda's lower triangle, column by column (lme4's order)."""
+    rows, cols = np.tril_indices(q)
+    order = np.lexsort((rows, cols))
+    return rows[order], cols[order]
+
+
+def n_theta(q, diagonal):
+    return q if diagonal else q * (q + 1) // 2
+
+
+def lambda_of(theta, q, diagonal):
+    """Lambda from theta (the lower triangle column by column, or the diagonal)."""
+    lam = np.zeros((q, q))
+    if diagonal:
+        lam[np.diag_indices(q)] = theta
+    else:
+        lam[_theta_positions(q)] = theta
+    return lam
+
+
+def theta_of(lam, diagonal):
+    """theta from Lambda, with each column's sign made to give a diagonal >= 0 (the
+    criterion depends on Lambda Lambda' only)."""
+    lam = lam * np.where(np.diag(lam) < 0, -1.0, 1.0)[None, :]
+    q = lam.shape[0]
+    if diagonal:
+        return np.diag(lam).copy()
+    return lam[_theta_positions(q)]
+
+
+def _sym(a):
+    return 0.5 * (a + np.swapaxes(a, -1, -2))
+
+
+@dataclass(frozen=True, eq=False)
+class Evaluation:
+    """The criterion's pieces at one Lambda (see the module docstring)."""
+
+    lam: np.ndarray  # (q, q)
+    m_inv: np.ndarray  # (G, q, q) M_j^-1
+    logdet_m: float  # sum_j log det M_j
+    A: np.ndarray  # (p, p)
+    a_inv: np.ndarray  # (p, p)
+    logdet_a: float
+    beta: np.ndarray  # (p,)
+    pwrss: float
+    u: np.ndarray  # (G, q) spherical random effects M_j^-1 Lambda' (c_j - F_j beta)
+    w: np.ndarray  # (G, q) c_j - F_j beta
+    deviance: float  # the criterion (ML deviance or REML criterion)
+    s2e: float
+
+
+def evaluate(stats, lam, method):
+    """The profiled criterion and its pieces at Lambda."""
+    q, p, n = stats.q, stats.n_params, stats.n_obs
+    lt = lam.T
+    M = lt @ stats.ztz @ lam
+    M[:, np.arange(q), np.arange(q)] += 1.0
+    chol = np.linalg.cholesky(M)
+    logdet_m = 2.0 * float(np.log(chol[:, np.arange(q), np.arange(q)]).sum())
+    m_inv = _sym(np.linalg.inv(M))
+    B = lam @ m_inv @ lt  # (G, q, q)
+    BF = B @ stats.ztx  # (G, q, p)
+    F2 = stats.ztx.reshape(-1, p)
+    A = stats.xtx - BF.reshape(-1, p).T @ F2
+    A = _sym(A)
+    Bc = (B @ stats.zty[:, :, None])[:, :, 0]
+    r = stats.xty - F2.T @ Bc.reshape(-1)
+    chol_a = np.linalg.cholesky(A)
+    logdet_a = 2.0 * float(np.log(np.diag(chol_a)).sum())
+    a_inv = _sym(np.linalg.inv(A))
+    beta = a_inv @ r
+    pwrss = float(stats.yty - np.vdot(stats.zty, Bc) - beta @ r)
+    w = stats.zty - stats.ztx @ beta
+    u = (m_inv @ (w @ lam)[:, :, None])[:, :, 0]  # M^-1 Lambda' w
+    if method == "ml":
+        dof, extra = n, 0.0
+    else:
+        dof, extra = n - p, logdet_a
+    pwrss = max(pwrss, 1e-300)
+    deviance = logdet_m + extra + dof * (1.0 + _LOG_2PI + math.log(pwrss / dof))
+    return Evaluation(lam, m_inv, logdet_m, A, a_inv, logdet_a, beta, pwrss, u, w, deviance, pwrss / dof)
+
+
+def gradient_lambda(stats, ev, method):
+    """d criterion / d Lambda (q, q), at the profiled beta and s2e (their own
+    derivatives vanish there)."""
+    lam, m_inv, u, w = ev.lam, ev.m_inv, ev.u, ev.w
+    S = stats.ztz
+    S_lam = S @ lam  # (G, q, q)
+    grad = 2.0 * np.tensordot(S_lam, m_inv, axes=([0, 2], [0, 1]))
+    # The penalized residual sum of squares, over s2e.
+    prss = -2.0 * w.T @ u + 2.0 * (S_lam @ u[:, :, None])[:, :, 0].T @ u
+    grad += prss / ev.s2e
+    if method == "reml":
+        H = m_inv @ (lam.T @ stats.ztx)  # (G, q, p)
+        FP = stats.ztx @ ev.a_inv  # (G, q, p)
+        Q = H @ ev.a_inv @ np.swapaxes(H, 1, 2)  # (G, q, q)
+        grad -= 2.0 * np.tensordot(FP, H, axes=([0, 2], [0, 2]))
+        grad += 2.0 * np.tensordot(S_lam, Q, axes=([0, 2], [0, 1]))
+    return grad
+
+
+def theta_of_gradient(grad, diagonal):
+    """The entries of d/dLambda that theta holds (no sign flip)."""
+    q = grad.shape[0]
+    if diagonal:
+        return np.diag(grad).copy()
+    return grad[_theta_positions(q)]
+
+
+def criterion_and_gradient(stats, theta, method, diagonal):
+    lam = lambda_of(theta, stats.q, diagonal)
+    ev = evaluate(stats, lam, method)
+    return ev.deviance, theta_of_gradient(gradient_lambda(stats, ev, method), diagonal)
+
+
+def posterior(stats, ev, method):
+    """Each group's random effects given the data: the BLUPs b_j (G, q) and their
+    covariance (G, q, q), conditional on beta (lme4's condVar) and, for REML, also
+    over beta's uncertainty (what the REML EM step needs)."""
+    lam = ev.lam
+    blup = ev.u @ lam.T
+    cond = ev.s2e * (lam @ ev.m_inv @ lam.T)
+    if method == "ml":
+        return blup, cond, cond
+    K = lam @ (ev.m_inv @ (lam.T @ stats.ztx))  # (G, q, p) d b_j / d(-beta)
+    full = cond + ev.s2e * (K @ ev.a_inv @ np.swapaxes(K, 1, 2))
+    return blup, cond, full
+
+
+def em_update(stats, sigma, s2e, method, diagonal):
+    """One EM update of (Sigma, s2e): the E-step at them (beta at its GLS value), the
+    M-step Sigma = mean_j E[b_j b_j'], s2e = E|e|^2 / n (for REML, over beta's
+    posterior too: Laird, Lange & Stram 1987)."""
+    lam = _relative_factor(sigma, s2e)
+    ev = evaluate_at(stats, lam, s2e, method)
+    return _m_step(stats, ev, method, diagonal)
+
+
+def evaluate_at(stats, lam, s2e, method):
+    """:func:`evaluate` with s2e set (not profiled): the E-step's s2e is the current
+    one."""
+    ev = evaluate(stats, lam, method)
+    return Evaluation(**{**ev.__dict__, "s2e": s2e})
+
+
+def _m_step(stats, ev, method, diagonal):
+    n, p, G, q = stats.n_obs, stats.n_params, stats.n_groups, stats.q
+    blup, _, full = posterior(stats, ev, method)
+    sigma = (blup.T @ blup + full.sum(axis=0)) / G
+    if diagonal:
+        sigma = np.diag(np.diag(sigma))
+    # E|y - X beta - Z b|^2 = |y - X beta - Z b_hat|^2 + trace terms.
+    resid2 = ev.pwrss - float(np.vdot(ev.u, ev.u))
+    trace_m = float(np.trace(ev.m_inv, axis1=1, axis2=2).sum())
+    extra = G * q - trace_m
+    if method == "reml":
+        H = ev.m_inv @ (ev.lam.T @ stats.ztx)
+        extra += p - float(np.vdot(H @ ev.a_inv, H))
+    s2e = (resid2 + ev.s2e * extra) / n
+    return _sym(sigma), s2e
+
+
+def _relative_factor(sigma, s2e):
+    """Lambda with Lambda Lambda' = Sigma / s2e: a Cholesky factor, with zero columns
+    where Sigma is singular."""
+    rel = sigma / s2e
+    q = rel.shape[0]
+    lam = np.zeros((q, q))
+    for k in range(q):  # q is small: an LDL'-style Cholesky that tolerates zeros
+        d = rel[k, k] - lam[k, :k] @ lam[k, :k]
+        if d <= 1e-14 * max(rel[k, k], 1e-300):
+            continue
+        lam[k, k] = math.sqrt(d)
+        lam[k + 1 :, k] = (rel[k + 1 :, k] - lam[k + 1 :, :k] @ lam[k, :k]) / lam[k, k]
+    return lam
+
+
+@dataclass(frozen=True, eq=False)
+class VectorResult:
+    """A fitted model with vector random effects, in standardized units."""
+
+    theta: np.ndarray
+    lam: np.ndarray
+    beta: np.ndarray
+    s2e: float
+    sigma: np.ndarray  # (q, q) covariance of the random effects
+    deviance: float
+    blup: np.ndarray  # (G, q)
+    cond_var: np.ndarray  # (G, q, q)
+    coef_cov: np.ndarray  # (p, p) s2e A^-1
+    n_iter: int
+    converged: bool
+    singular: bool
+    history: np.ndarray  # the criterion after each EM cycle and the polish
+
+
+def _sigma_params(sigma, s2e):
+    rows, cols = _theta_positions(sigma.shape[0])
+    return np.append(sigma[rows, cols], s2e)
+
+
+def _params_sigma(params, q):
+    sigma = np.zeros((q, q))
+    rows, cols = _theta_positions(q)
+    sigma[rows, cols] = params[:-1]
+    sigma[cols, rows] = params[:-1]
+    return sigma, params[-1]
+
+
+def fit(stats, method, *, diagonal=False, limits=em.Limits(), em_iter=10, verbose=0):
+    """Fit by EM (SQUAREM-accelerated) from lme4's start, then polish theta on the
+    profiled criterion by BFGS with the analytic gradient."""
+    q = stats.q
+    lam = np.eye(q)  # lme4's start
+    ev = evaluate(stats, lam, method)
+    params = _sigma_params(ev.s2e * lam @ lam.T, ev.s2e)
+    history = [ev.deviance]
+
+    def update(x):
+        sigma, s2e = _params_sigma(x, q)
+        sigma, s2e = em_update(stats, sigma, s2e, method, diagonal)
+        return _sigma_params(sigma, s2e)
+
+    def objective(x):  # the log-likelihood to be raised (minus half the criterion)
+        sigma, s2e = _params_sigma(x, q)
+        return -0.5 * unprofiled_criterion(stats, sigma, s2e, method)
+
+    def feasible(x):
+        sigma, s2e = _params_sigma(x, q)
+        if not (np.isfinite(x).all() and s2e > 0):
+            return False
+        return bool(np.linalg.eigvalsh(sigma).min() >= -1e-12 * max(np.trace(sigma), 1e-300))
+
+    current = objective(params)
+    n_iter = 0
+    for n_iter in range(1, min(em_iter, limits.max_iter) + 1):
+        params, current, step, _ = em.squarem_step(update, objective, params, current, feasible=feasible)
+        history.append(-2.0 * current)
+        if np.max(np.abs(step) / np.maximum(np.abs(params), 1e-8)) < 1e-4:
+            break  # close enough for the polish
+    sigma, s2e = _params_sigma(params, q)
+    theta0 = theta_of(_relative_factor(sigma, s2e), diagonal)
+
+    def fun(theta):
+        return criterion_and_gradient(stats, theta, method, diagonal)
+
+    scale = max(abs(history[-1]), 1.0)
+    polish = optimize.minimize(
+        fun, theta0, jac=True, method="BFGS", options={"gtol": 1e-10 * scale, "maxiter": limits.max_iter * 10}
+    )
+    theta, value, grad = polish.x, polish.fun, polish.jac
+    gtol = 1e-10 * scale
+    if np.max(np.abs(grad)) > gtol:
+        # BFGS may stop on its line search a hair from the optimum: Newton steps on
+        # the gradient (a finite-difference Hessian of the analytic gradient) finish.
+        theta, value, grad = _newton_finish(fun, theta, value, grad)
+    history.append(value)
+    lam = lambda_of(theta, q, diagonal)
+    theta = theta_of(lam, diagonal)
+    lam = lambda_of(theta, q, diagonal)
+    ev = evaluate(stats, lam, method)
+    blup, cond, _ = posterior(stats, ev, method)
+    singular = bool(np.min(np.abs(np.diag(lam))) < SINGULAR_TOL)
+    converged = bool(np.max(np.abs(grad)) <= 1e-6 * scale or singular)
+    return VectorResult(
+        theta=theta,
+        lam=lam,
+        beta=ev.beta,
+        s2e=ev.s2e,
+        sigma=ev.s2e * lam @ lam.T,
+        deviance=ev.deviance,
+        blup=blup,
+        cond_var=cond,
+        coef_cov=ev.s2e * ev.a_inv,
+        n_iter=n_iter + polish.nit,
+        converged=converged,
+        singular=singular,
+        history=np.asarray(history),
+    )
+
+
+def _newton_finish(fun, theta, value, grad, steps=5):
+    m = theta.shape[0]
+    for _ in range(steps):
+        h = 1e-6 * np.maximum(np.abs(theta), 1e-3)
+        hess = np.empty((m, m))
+        for k in range(m):
+            e = np.zeros(m)
+            e[k] = h[k]
+            hess[:, k] = (fun(theta + e)[1] - fun(theta - e)[1]) / (2 * h[k])
+        hess = _sym(hess)
+        try:
+            step = np.linalg.solve(hess, grad)
+        except np.linalg.LinAlgError:
+            break
+        if np.linalg.eigvalsh(hess).min() <= 0:
+            break
+        candidate = theta - step
+        cvalue, cgrad = fun(candidate)
+        if not cvalue <= value + 1e-12 * abs(value):
+            break
+        theta, value, grad = candidate, cvalue, cgrad
+        if np.max(np.abs(step)) < 1e-10:
+            break
+    return theta, value, grad
+
+
+def unprofiled_criterion(stats, sigma, s2e, method):
+    """-2 log-likelihood (ML) or the REML criterion at (Sigma, s2e), beta at its GLS
+    value: the objective EM raises."""
+    ev = evaluate(stats, _relative_factor(sigma, s2e), method)
+    n, p = stats.n_obs, stats.n_params
+    if method == "ml":
+        return ev.logdet_m + n * (_LOG_2PI + math.log(s2e)) + ev.pwrss / s2e
+    return ev.logdet_m + ev.logdet_a + (n - p) * (_LOG_2PI + math.log(s2e)) + ev.pwrss / s2e

@@ -1,0 +1,227 @@
+"""LinearMixedRegressor: random slopes against lme4, a dense implementation and the
+random intercept engine."""
+
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.stats import multivariate_normal
+
+from skhlm import LinearMixedRegressor, RandomInterceptRegressor
+from skhlm.data import slopes as slope_data
+from skhlm.data.accumulator import StatsAccumulator
+from skhlm.data.groups import encode_groups
+from skhlm.engine import vector
+
+HERE = Path(__file__).parent / "data" / "slopes"
+REFERENCE = json.loads((HERE / "lme4_slopes.json").read_text())
+MODELS = pd.read_csv(HERE / "models.csv")
+
+
+def read(name):
+    return pd.read_csv(HERE / f"{name}.csv")
+
+
+def fit_case(key):
+    data, model, method = key.split("/")
+    spec = MODELS[(MODELS["data"] == data) & (MODELS["model"] == model)].iloc[0]
+    d = read(data)
+    columns = [t.strip() for t in spec["terms"].split("+")]
+    estimator = LinearMixedRegressor(
+        random_slopes=spec["slopes"].split(), covariance=spec["covariance"], method=method
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # singular fits say so
+        estimator.fit(d[columns], d["y"], groups=d["g"])
+    return estimator, REFERENCE["fits"][key]
+
+
+KEYS = sorted(REFERENCE["fits"])
+
+
+def correlation(sigma):
+    sd = np.sqrt(np.diag(sigma))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return sigma / np.outer(sd, sd)
+
+
+@pytest.mark.parametrize("key", [k for k in KEYS if "rescaled" not in REFERENCE["fits"][k]])
+def test_agrees_with_lme4(key):
+    model, ref = fit_case(key)
+    singular = ref["isSingular"]
+    assert model.singular_ == singular
+    # The log-likelihood: never below lme4's (tight) by more than 1e-6.
+    assert model.log_likelihood_ >= ref["logLik"] - 1e-6
+    assert model.log_likelihood_ == pytest.approx(ref["logLik"], abs=1e-5)
+    if singular:
+        return
+    se = np.asarray(ref["satterthwaite"]["std_error"])
+    beta = np.concatenate([[model.intercept_], model.coef_])
+    assert np.all(np.abs(beta - np.asarray(ref["fixef"])) <= 1e-4 * se)
+    fit = model._result
+    cov = fit.units.coef_covariance_to_user(fit.result.coef_cov)
+    np.testing.assert_allclose(np.sqrt(np.diag(cov)), se, rtol=1e-5)
+    sigma, ref_sigma = model.variance_components_["group"], np.asarray(ref["sigma"])
+    np.testing.assert_allclose(np.diag(sigma), np.diag(ref_sigma), rtol=1e-5)
+    np.testing.assert_allclose(correlation(sigma), correlation(ref_sigma), atol=1e-5)
+    assert model.variance_components_["residual"] == pytest.approx(ref["s2e"], rel=1e-5)
+    # BLUPs within 1e-4 of their conditional SDs; the groups in lme4's order.
+    np.testing.assert_array_equal(model.groups_.astype(str), np.asarray(ref["levels"]))
+    blups, cond = np.asarray(ref["ranef"]), np.asarray(ref["condVar"])
+    cond_sd = np.sqrt(np.diagonal(cond, axis1=1, axis2=2))
+    assert np.all(np.abs(model.random_effects_ - blups) <= 1e-4 * cond_sd)
+    ours = model.random_effects_var_
+    if model.covariance == "diagonal":
+        # lme4 gives each term's block only: for (1 + x || g), each effect's variance.
+        # The effects' posterior covariances are not 0 (ours has them).
+        ours = ours * np.eye(ours.shape[1])
+    sd_products = cond_sd[:, :, None] * cond_sd[:, None, :]
+    assert np.all(np.abs(ours - cond) <= 1e-4 * sd_products)
+    np.testing.assert_allclose(fit.user_theta, ref["theta"], rtol=1e-4, atol=1e-6)
+    assert model.aic_ == pytest.approx(ref["AIC"], abs=1e-5)
+    assert model.bic_ == pytest.approx(ref["BIC"], abs=1e-5)
+    assert model.converged_
+
+
+@pytest.mark.parametrize("key", [k for k in KEYS if "rescaled" in REFERENCE["fits"][k]])
+def test_badly_scaled_columns_reach_the_optimum_that_lme4_reaches_after_rescaling(key):
+    # lme4 on the raw columns (x1 ~ 1e4 +- 1e3, x2 ~ 1e-3) stops far short of the
+    # optimum, even with tight tolerances; on centered and scaled columns, the same
+    # model, it reaches it.  skhlm standardizes internally and reaches it from the raw
+    # columns.
+    model, ref = fit_case(key)
+    best = dict(ref["rescaled"])
+    if key.endswith("reml"):
+        # The REML likelihood is of the columns as given: scaling column k by 1/s_k
+        # adds sum_k log s_k to it (through log det X'V^-1X).
+        d = read("scaled")
+        best["logLik"] -= np.log(d["x1"].std(ddof=1) * d["x2"].std(ddof=1))
+    assert best["logLik"] > ref["logLik"] + 1.0  # lme4 on the raw columns: far short
+    assert model.log_likelihood_ >= best["logLik"] - 1e-6
+    assert model.log_likelihood_ == pytest.approx(best["logLik"], abs=1e-5)
+    se = np.sqrt(np.diag(model._result.units.coef_covariance_to_user(model._result.result.coef_cov)))
+    beta = np.concatenate([[model.intercept_], model.coef_])
+    assert np.all(np.abs(beta - np.asarray(best["fixef"])) <= 1e-4 * se)
+    sigma, ref_sigma = model.variance_components_["group"], np.asarray(best["sigma"])
+    np.testing.assert_allclose(np.diag(sigma), np.diag(ref_sigma), rtol=1e-5)
+    np.testing.assert_allclose(correlation(sigma), correlation(ref_sigma), atol=1e-5)
+    assert model.variance_components_["residual"] == pytest.approx(best["s2e"], rel=1e-5)
+    np.testing.assert_allclose(model.random_effects_, best["ranef"], rtol=1e-4, atol=1e-6)
+
+
+def small_data(seed=0, G=12, diagonal=False):
+    rng = np.random.default_rng(seed)
+    sizes = rng.integers(2, 7, G)
+    codes = np.repeat(np.arange(G), sizes)
+    n = codes.size
+    X = np.column_stack([rng.normal(size=n) * 3 + 5, rng.normal(size=n)])
+    y = 1 + X @ [0.5, -1] + rng.normal(size=G)[codes] + 0.3 * X[:, 0] * rng.normal(size=G)[codes]
+    y += rng.normal(size=n)
+    return X, y, codes
+
+
+def engine_stats(X, y, codes, slopes, diagonal):
+    coding = encode_groups(codes, codes.size)
+    accumulator = StatsAccumulator(fit_intercept=True)
+    accumulator.add(X, y, coding)
+    stats, units, _ = accumulator.finalize()
+    ztz, ztx, zty, T = slope_data.slope_statistics(X, y, coding, units, slopes, diagonal=diagonal)
+    return slope_data.build(stats, ztz, ztx, zty), units, T, coding
+
+
+def dense_log_likelihood(X, y, codes, slopes, beta, intercept, sigma, s2e, method):
+    """The Gaussian density of each group's rows, group by group (and for REML the
+    log det of X'V^-1 X): the textbook formula."""
+    total, xvx = 0.0, 0.0
+    D = np.column_stack([np.ones(len(y)), X])
+    for j in np.unique(codes):
+        rows = codes == j
+        Z = np.column_stack([np.ones(rows.sum()), X[rows][:, slopes]])
+        V = Z @ sigma @ Z.T + s2e * np.eye(rows.sum())
+        total += multivariate_normal(X[rows] @ beta + intercept, V).logpdf(y[rows])
+        xvx = xvx + D[rows].T @ np.linalg.solve(V, D[rows])
+    if method == "reml":
+        total += -0.5 * np.linalg.slogdet(xvx)[1] + 0.5 * D.shape[1] * np.log(2 * np.pi)
+    return total
+
+
+@pytest.mark.parametrize("diagonal", [False, True])
+@pytest.mark.parametrize("method", ["ml", "reml"])
+def test_the_criterion_is_the_dense_gaussian_density(method, diagonal):
+    X, y, codes = small_data()
+    stats, units, T, _ = engine_stats(X, y, codes, [0], diagonal)
+    lam = np.array([[0.8, 0.0], [0.0 if diagonal else 0.3, 0.5]])
+    ev = vector.evaluate(stats, lam, method)
+    sigma = units.y_scale**2 * T @ (ev.s2e * lam @ lam.T) @ T.T
+    coef, intercept = units.coef_to_user(ev.beta)
+    dense = dense_log_likelihood(X, y, codes, [0], coef, intercept, sigma, units.y_scale**2 * ev.s2e, method)
+    assert -0.5 * ev.deviance - units.log_jacobian(len(y), method) == pytest.approx(dense, abs=1e-9)
+
+
+@pytest.mark.parametrize("diagonal", [False, True])
+@pytest.mark.parametrize("method", ["ml", "reml"])
+def test_the_gradient_is_the_criterions(method, diagonal):
+    X, y, codes = small_data(1)
+    stats, *_ = engine_stats(X, y, codes, [0, 1], diagonal)
+    rng = np.random.default_rng(2)
+    theta = rng.uniform(0.2, 1.0, vector.n_theta(3, diagonal))
+    _, grad = vector.criterion_and_gradient(stats, theta, method, diagonal)
+    h = 1e-6
+    numeric = [
+        (vector.criterion_and_gradient(stats, theta + h * e, method, diagonal)[0]
+         - vector.criterion_and_gradient(stats, theta - h * e, method, diagonal)[0]) / (2 * h)
+        for e in np.eye(theta.size)
+    ]
+    np.testing.assert_allclose(grad, numeric, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("method", ["ml", "reml"])
+def test_em_never_lowers_the_likelihood(method):
+    X, y, codes = small_data(3, G=20)
+    stats, *_ = engine_stats(X, y, codes, [0], False)
+    sigma, s2e = np.eye(2) * 0.5, 1.0
+    values = [vector.unprofiled_criterion(stats, sigma, s2e, method)]
+    for _ in range(30):
+        sigma, s2e = vector.em_update(stats, sigma, s2e, method, False)
+        values.append(vector.unprofiled_criterion(stats, sigma, s2e, method))
+    assert np.all(np.diff(values) <= 1e-9 * abs(values[0]))
+    assert values[0] - values[-1] > 0.1
+
+
+def test_without_slopes_it_is_the_random_intercept_model():
+    X, y, codes = small_data(4, G=30)
+    model = LinearMixedRegressor(method="ml").fit(X, y, groups=codes)
+    ri = RandomInterceptRegressor(method="ml").fit(X, y, groups=codes)
+    assert model.variance_components_["group"].shape == (1, 1)
+    assert model.variance_components_["group"][0, 0] == ri.variance_components_["group"]
+    np.testing.assert_array_equal(model.random_effects_[:, 0], ri.random_effects_)
+    np.testing.assert_array_equal(model.predict(X, groups=codes), ri.predict(X, groups=codes))
+    # The vector engine with q = 1 reaches the same optimum.
+    for method in ("ml", "reml"):
+        stats, units, T, coding = engine_stats(X, y, codes, [], False)
+        result = vector.fit(stats, method)
+        ri = RandomInterceptRegressor(method=method).fit(X, y, groups=codes)
+        assert units.variance_to_user(result.sigma[0, 0]) == pytest.approx(ri.variance_components_["group"], rel=1e-8)
+        assert units.variance_to_user(result.s2e) == pytest.approx(ri.variance_components_["residual"], rel=1e-8)
+        np.testing.assert_allclose(units.coef_to_user(result.beta)[0], ri.coef_, rtol=1e-8)
+
+
+def test_predict_seen_and_new_groups_with_their_std():
+    d = read("sleepstudy")
+    model = LinearMixedRegressor(random_slopes=["Days"]).fit(d[["Days"]], d["y"], groups=d["g"])
+    X = pd.DataFrame({"Days": [0.0, 5.0, 5.0]})
+    groups = [model.groups_[0], model.groups_[0], "new"]
+    pred, std = model.predict(X, groups=groups, return_std=True)
+    b = model.random_effects_[0]
+    fixed = model.intercept_ + model.coef_[0] * X["Days"].to_numpy()
+    np.testing.assert_allclose(pred, fixed + np.array([b[0], b[0] + 5 * b[1], 0.0]), rtol=1e-12)
+    fit = model._result
+    cov = fit.units.coef_covariance_to_user(fit.result.coef_cov)
+    s2e = model.variance_components_["residual"]
+    for k, (x, var) in enumerate([(0.0, model.random_effects_var_[0]), (5.0, model.random_effects_var_[0]),
+                                   (5.0, model.variance_components_["group"])]):
+        z = np.array([1.0, x])
+        assert std[k] == pytest.approx(np.sqrt(z @ cov @ z + z @ var @ z + s2e), rel=1e-10)
