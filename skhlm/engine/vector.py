@@ -276,7 +276,7 @@ def _params_sigma(params, q):
     return sigma, params[-1]
 
 
-def fit(stats, method, *, diagonal=False, limits=em.Limits(), em_iter=10, verbose=0):
+def fit(stats, method, *, diagonal=False, limits=em.Limits(), em_iter=3, verbose=0):
     """Fit by EM (SQUAREM-accelerated) from lme4's start, then polish theta on the
     profiled criterion by BFGS with the analytic gradient."""
     q = stats.q
@@ -314,9 +314,15 @@ def fit(stats, method, *, diagonal=False, limits=em.Limits(), em_iter=10, verbos
         return criterion_and_gradient(stats, theta, method, diagonal)
 
     scale = max(abs(history[-1]), 1.0)
-    polish = optimize.minimize(
-        fun, theta0, jac=True, method="BFGS", options={"gtol": 1e-10 * scale, "maxiter": limits.max_iter * 10}
-    )
+    # BFGS from the inverse of a finite-difference Hessian of the analytic gradient
+    # at EM's point: from the identity it spends tens of evaluations learning the
+    # criterion's curvature (about the number of groups).
+    hess = _hessian(fun, theta0)
+    options = {"gtol": 1e-10 * scale, "maxiter": limits.max_iter * 10}
+    eig = np.linalg.eigvalsh(hess)
+    if eig.min() > 1e-10 * eig.max():
+        options["hess_inv0"] = _sym(np.linalg.inv(hess))
+    polish = optimize.minimize(fun, theta0, jac=True, method="BFGS", options=options)
     theta, value, grad = polish.x, polish.fun, polish.jac
     gtol = 1e-10 * scale
     if np.max(np.abs(grad)) > gtol:
@@ -348,16 +354,21 @@ def fit(stats, method, *, diagonal=False, limits=em.Limits(), em_iter=10, verbos
     )
 
 
-def _newton_finish(fun, theta, value, grad, steps=5):
+def _hessian(fun, theta):
+    """The criterion's Hessian in theta: central differences of its gradient."""
     m = theta.shape[0]
+    h = 1e-6 * np.maximum(np.abs(theta), 1e-3)
+    hess = np.empty((m, m))
+    for k in range(m):
+        e = np.zeros(m)
+        e[k] = h[k]
+        hess[:, k] = (fun(theta + e)[1] - fun(theta - e)[1]) / (2 * h[k])
+    return _sym(hess)
+
+
+def _newton_finish(fun, theta, value, grad, steps=5):
     for _ in range(steps):
-        h = 1e-6 * np.maximum(np.abs(theta), 1e-3)
-        hess = np.empty((m, m))
-        for k in range(m):
-            e = np.zeros(m)
-            e[k] = h[k]
-            hess[:, k] = (fun(theta + e)[1] - fun(theta - e)[1]) / (2 * h[k])
-        hess = _sym(hess)
+        hess = _hessian(fun, theta)
         try:
             step = np.linalg.solve(hess, grad)
         except np.linalg.LinAlgError:
@@ -369,7 +380,7 @@ def _newton_finish(fun, theta, value, grad, steps=5):
         if not cvalue <= value + 1e-12 * abs(value):
             break
         theta, value, grad = candidate, cvalue, cgrad
-        if np.max(np.abs(step)) < 1e-10:
+        if np.max(np.abs(step)) < 1e-9:
             break
     return theta, value, grad
 
