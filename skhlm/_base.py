@@ -12,7 +12,18 @@ from sklearn.metrics import r2_score
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import _checks
-from .data.groups import as_labels, lookup_groups, split_group_column
+from .data.groups import GroupCoding, as_labels, encode_groups, lookup_groups, split_group_column
+
+
+def group_coding(groups, n_samples, no_groups_warning):
+    """The rows' :class:`GroupCoding`; without groups, all rows in one group, with
+    ``no_groups_warning`` (what the model then is, and how to pass the groups)."""
+    if groups is None:
+        _checks.warn(no_groups_warning)
+        return GroupCoding.single(n_samples)
+    coding = encode_groups(groups, n_samples)
+    _checks.group_count(coding.n_groups, n_samples)
+    return coding
 
 
 class GroupedRegressorMixin:

@@ -10,11 +10,11 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import _checks
-from ._base import GroupedRegressorMixin
+from ._base import GroupedRegressorMixin, group_coding
 from ._blas import blas_threads, small_matrix_blas
 from ._summary import summarize
 from .data.accumulator import NonFiniteStatistics, StatsAccumulator, TinyValues
-from .data.groups import GroupCoding, encode_groups
+from .data.groups import GroupCoding
 from .engine import result as fit_result
 from .engine.em import Limits
 from .inference.residuals import scaled_residual_quantiles
@@ -63,18 +63,15 @@ def prepare(estimator, X, y, groups):
     feature_names = getattr(estimator, "feature_names_in_", None)
     n_samples = X.shape[0]
     name = type(estimator).__name__
-    if groups is None:
-        _checks.warn(
-            f"{name}.fit got no groups, so the model has no random "
-            "effects and the fit is ordinary least squares (s2u = 0). Pass "
-            "fit(X, y, groups=labels), or name the column of X that holds them with "
-            "group_column; inside a Pipeline or model selection tool, enable "
-            "metadata routing and pass params={'groups': labels}."
-        )
-        coding = GroupCoding.single(n_samples)
-    else:
-        coding = encode_groups(groups, n_samples)
-        _checks.group_count(coding.n_groups, n_samples)
+    coding = group_coding(
+        groups,
+        n_samples,
+        f"{name}.fit got no groups, so the model has no random "
+        "effects and the fit is ordinary least squares (s2u = 0). Pass "
+        "fit(X, y, groups=labels), or name the column of X that holds them with "
+        "group_column; inside a Pipeline or model selection tool, enable "
+        "metadata routing and pass params={'groups': labels}.",
+    )
     printed = feature_names if feature_names is not None else [f"x{k}" for k in range(X.shape[1])]
     names = fit_result.ModelNames(response, group_name, tuple(str(n) for n in printed))
     return PreparedData(X, y, coding, groups is not None, names, feature_names)

@@ -18,10 +18,9 @@ from sklearn.utils.validation import (
 )
 
 from . import _checks
-from ._base import GroupedRegressorMixin
+from ._base import GroupedRegressorMixin, group_coding
 from ._blas import small_matrix_blas
 from .data.accumulator import StatsAccumulator
-from .data.groups import GroupCoding, encode_groups
 from .engine import result as fit_result
 from .engine.em import Limits
 
@@ -391,16 +390,13 @@ class MixedEffectsRegressor(MetaEstimatorMixin, GroupedRegressorMixin, Regressor
         y = column_or_1d(check_array(y, ensure_2d=False, dtype=np.float64, input_name="y"), warn=True)
         if y.shape[0] != n:
             raise ValueError(f"X has {n} rows but y has {y.shape[0]} values; pass one per row.")
-        if groups is None:
-            _checks.warn(
-                "MixedEffectsRegressor.fit got no groups, so the model has no random "
-                "effects: it is the learner alone. Pass fit(X, y, groups=labels), or set "
-                "group_column."
-            )
-            coding = GroupCoding.single(n)
-        else:
-            coding = encode_groups(groups, n)
-            _checks.group_count(coding.n_groups, n)
+        coding = group_coding(
+            groups,
+            n,
+            "MixedEffectsRegressor.fit got no groups, so the model has no random "
+            "effects: it is the learner alone. Pass fit(X, y, groups=labels), or set "
+            "group_column.",
+        )
         grouped = groups is not None
         # Each row's group, as the label number of groups_ (the engine's order).
         row_group = coding.level[coding.codes]
