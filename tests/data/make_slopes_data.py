@@ -31,6 +31,7 @@ MODELS = [
     ("level2", "cross", "x1 + w1", "x1", "unstructured"),
     ("many_small", "pairs", "x1 + x2", "x1", "unstructured"),
     ("scaled", "badly_scaled", "x1 + x2", "x1", "unstructured"),
+    ("singular", "no_slope_variance", "x1", "x1", "unstructured"),
 ]
 
 
@@ -83,6 +84,11 @@ def main():
     scaled["x1"] = 1e4 + 1e3 * scaled["x1"]
     scaled["x2"] = 1e-3 * scaled["x2"]
     data["scaled"] = scaled
+    # No slope variance in the truth, 15 small groups: lme4 fits a singular model
+    # (its slope's relative standard deviation at 2e-8), REML and ML.
+    rng3 = np.random.default_rng(3)
+    data["singular"] = simulate(rng3, rng3.integers(4, 10, 15), np.array([[1.0, 0.0], [0.0, 0.0]]), 1.0,
+                                np.array([0.5]), lambda n, c: rng3.normal(size=(n, 1)))
     for name, frame in data.items():
         frame.to_csv(OUT / f"{name}.csv", index=False, float_format="%.10g")
     pd.DataFrame(MODELS, columns=["data", "model", "terms", "slopes", "covariance"]).to_csv(
