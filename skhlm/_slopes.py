@@ -1,5 +1,6 @@
 """LinearMixedRegressor: random intercepts and slopes, lme4's ``(1 + x | g)``."""
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from numbers import Integral, Real
@@ -8,6 +9,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin, _fit_context
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted
 
 from . import _checks
 from ._base import GroupedRegressorMixin
@@ -17,6 +19,7 @@ from .data import slopes as slope_data
 from .data.units import Standardization
 from .engine import vector
 from .engine.em import Limits
+from .inference.residuals import quartiles
 
 
 @dataclass(frozen=True, eq=False)
@@ -25,6 +28,7 @@ class SlopeFit:
     the maps back to the user's, and the labels."""
 
     result: vector.VectorResult
+    stats: vector.SlopeStats
     units: Standardization
     T: np.ndarray  # internal random effect b -> user's: y_scale * T b
     levels: np.ndarray  # labels, in the engine's group order
@@ -33,6 +37,18 @@ class SlopeFit:
     method: str
     diagonal: bool
     n_obs: int
+    names: object  # ModelNames
+    residual_quantiles: np.ndarray | None = None
+
+    def coef_df(self):
+        """lmerTest's Satterthwaite df of each user coefficient (intercept first); NaN
+        for a dropped column."""
+        from .inference.slopes import satterthwaite_df
+
+        t, _, estimated = self.units.coef_map()
+        df = np.full(t.shape[0], np.nan)
+        df[estimated] = satterthwaite_df(self.stats, self.result, self.method, self.diagonal, t[estimated])
+        return df
 
     def sigma_to_user(self, sigma):
         return self.units.y_scale**2 * (self.T @ sigma @ self.T.T)
@@ -253,6 +269,7 @@ class LinearMixedRegressor(GroupedRegressorMixin, RegressorMixin, BaseEstimator)
                 )
         fit = SlopeFit(
             result=result,
+            stats=engine_stats,
             units=units,
             T=T,
             levels=data.coding.levels,
@@ -261,9 +278,21 @@ class LinearMixedRegressor(GroupedRegressorMixin, RegressorMixin, BaseEstimator)
             method=self.method,
             diagonal=diagonal,
             n_obs=data.X.shape[0],
+            names=data.names,
         )
         self._publish_slopes(fit, data)
+        # lme4's scaled residuals, (y - x'beta - z'b_j) / sigma: one more pass.
+        resid = data.y - self._conditional_mean(data.X, data.coding)
+        quantiles = quartiles(resid) / np.sqrt(self.variance_components_["residual"])
+        self._result = dataclasses.replace(fit, residual_quantiles=quantiles)
         return self
+
+    def _conditional_mean(self, X, coding):
+        """x'beta + z'b_j of the rows of fit (coding: their groups)."""
+        mean = X @ self.coef_ + self.intercept_
+        effects = self.random_effects_[coding.level[coding.codes]]
+        mean += effects[:, 0] + np.einsum("ij,ij->i", X[:, self._slope_columns_], effects[:, 1:])
+        return mean
 
     def _fit_without_groups(self, X, y):
         """No groups: no random effects, ordinary least squares (with a warning), as
@@ -343,6 +372,33 @@ class LinearMixedRegressor(GroupedRegressorMixin, RegressorMixin, BaseEstimator)
                 "variance is 0 or a correlation is +-1, so the data do not support this "
                 "covariance. Drop a random slope, or use covariance='diagonal'."
             )
+
+    def summary(self, *, level=0.95, ddf="satterthwaite"):
+        """Tables and tests of the fit, printed in lme4's layout.
+
+        Fixed effects with standard errors (lme4's ``vcov``), lmerTest's
+        Satterthwaite df and t tests, and t intervals; the random effects' variances,
+        standard deviations and correlations.  Without random slopes it is
+        RandomInterceptRegressor's summary.
+
+        Parameters
+        ----------
+        level : float, default=0.95
+        ddf : {"satterthwaite", "residual", "asymptotic"}, default="satterthwaite"
+
+        Returns
+        -------
+        SlopeSummary or Summary
+        """
+        check_is_fitted(self)
+        if not isinstance(self._result, SlopeFit):
+            from ._summary import summarize
+
+            with small_matrix_blas(self._result.stats.n_params):
+                return summarize(self._result, level=level, ddf=ddf)
+        from ._slope_summary import summarize_slopes
+
+        return summarize_slopes(self, level=level, ddf=ddf)
 
     def predict(self, X, groups=None, return_std=False, *, population=False):
         """Predict, with each seen group's random intercept and slopes.

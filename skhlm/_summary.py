@@ -256,14 +256,17 @@ def fixed_effects_table(result, level=0.95, ddf="satterthwaite"):
         df = vcov.coefficient_df(result)
     else:
         df[estimated] = stats.n_obs - stats.n_params
+    return coefficient_table(estimate, se, df, result.coef_names, level)
+
+
+def coefficient_table(estimate, se, df, names, level):
+    """The fixed-effects table: t tests and t intervals at each coefficient's df."""
     with np.errstate(invalid="ignore"):
         t_value = estimate / se
         p_value = 2.0 * vcov.t_sf(np.abs(t_value), df)
         half = vcov.t_quantile(0.5 + level / 2.0, df) * se
     table = [estimate, se, df, t_value, p_value, estimate - half, estimate + half]
-    return pd.DataFrame(
-        np.column_stack(table), index=result.coef_names, columns=_FIXED_COLUMNS.copy()
-    )
+    return pd.DataFrame(np.column_stack(table), index=names, columns=_FIXED_COLUMNS.copy())
 
 
 def formula(result):

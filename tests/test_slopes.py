@@ -225,3 +225,45 @@ def test_predict_seen_and_new_groups_with_their_std():
                                    (5.0, model.variance_components_["group"])]):
         z = np.array([1.0, x])
         assert std[k] == pytest.approx(np.sqrt(z @ cov @ z + z @ var @ z + s2e), rel=1e-10)
+
+
+@pytest.mark.parametrize("key", [k for k in KEYS if not REFERENCE["fits"][k]["isSingular"] and "rescaled" not in REFERENCE["fits"][k]])
+def test_summary_has_lmertests_tests(key):
+    model, ref = fit_case(key)
+    summary = model.summary()
+    fixed = summary.fixed_effects
+    sat = ref["satterthwaite"]
+    np.testing.assert_allclose(fixed["df"], sat["df"], rtol=1e-3)
+    np.testing.assert_allclose(fixed["std_error"], sat["std_error"], rtol=1e-5)
+    # p-values: relative agreement where they are not at the floor of double precision.
+    p, ref_p = fixed["p_value"].to_numpy(), np.asarray(sat["p_value"])
+    big = ref_p > 1e-12
+    np.testing.assert_allclose(p[big], ref_p[big], rtol=1e-3)
+    half = fixed["ci_upper"] - fixed["estimate"]
+    from scipy import stats as st
+    np.testing.assert_allclose(half, st.t.ppf(0.975, fixed["df"]) * fixed["std_error"], rtol=1e-9)
+    sigma = np.asarray(ref["sigma"])
+    np.testing.assert_allclose(summary.random_effects["variance"], np.append(np.diag(sigma), ref["s2e"]), rtol=1e-5)
+    np.testing.assert_allclose(summary.correlations.to_numpy(), correlation(sigma), atol=1e-5)
+    criterion = -2 * ref["logLik"]
+    assert summary.criterion == pytest.approx(criterion, abs=1e-5)
+
+
+def test_summary_prints_lme4s_layout():
+    d = read("sleepstudy").rename(columns={"y": "Reaction", "g": "Subject"})
+    model = LinearMixedRegressor(random_slopes=["Days"]).fit(d[["Days"]], d["Reaction"], groups=d["Subject"])
+    text = str(model.summary())
+    # lme4 1.1-31 and lmerTest print these lines for sleepstudy (tight fit).
+    assert "Formula: Reaction ~ Days + (1 + Days | Subject)" in text
+    assert "REML criterion at convergence: 1743.6" in text
+    assert "-3.9536 -0.4634  0.0231  0.4634  5.1793" in text
+    assert " Groups   Name        Variance Std.Dev. Corr" in text
+    assert " Subject  (Intercept) 612.09   24.740" in text
+    assert "          Days         35.07    5.922    0.07" in text
+    assert " Residual             654.94   25.592" in text
+    assert "Number of obs: 180, groups:  Subject, 18" in text
+    assert "Days          10.467      1.546 17.000   6.771 3.26e-06 ***" in text
+    diagonal = LinearMixedRegressor(random_slopes=["Days"], covariance="diagonal").fit(
+        d[["Days"]], d["Reaction"], groups=d["Subject"]
+    )
+    assert "(1 + Days || Subject)" in str(diagonal.summary()) and "Corr" not in str(diagonal.summary())

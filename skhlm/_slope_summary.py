@@ -1,0 +1,159 @@
+"""The lme4-style summary of a model with random slopes (LinearMixedRegressor)."""
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from ._summary import (
+    _DDF,
+    _common_decimals,
+    _common_width,
+    _fixed_effects,
+    _residuals,
+    coefficient_table,
+)
+from .engine.result import INTERCEPT
+from .inference import vcov
+
+
+@dataclass(frozen=True, repr=False)
+class SlopeSummary:
+    """What ``LinearMixedRegressor.summary()`` reports; ``print`` shows lme4's layout.
+
+    ``fixed_effects``: estimate, std_error, df, t_value, p_value and the t interval
+    (ci_lower, ci_upper) of each coefficient.  ``random_effects``: the variance and
+    standard deviation of each random effect and of the residual.  ``correlations``:
+    the (q, q) correlation matrix of the random effects (NaN where a variance is 0).
+    """
+
+    method: str
+    ddf: str
+    level: float
+    formula: str
+    fixed_effects: pd.DataFrame
+    random_effects: pd.DataFrame
+    correlations: pd.DataFrame
+    diagonal: bool
+    log_likelihood: float
+    aic: float
+    bic: float
+    criterion: float
+    n_obs: int
+    n_groups: int
+    group_name: str
+    n_params: int
+    singular: bool
+    converged: bool
+    residual_quantiles: np.ndarray
+
+    def __str__(self):
+        fit = "REML" if self.method == "reml" else "maximum likelihood"
+        tests = {
+            "satterthwaite": "t-tests use Satterthwaite's method",
+            "residual": "t-tests use n - p residual degrees of freedom",
+            "asymptotic": "Wald z-tests",
+        }[self.ddf]
+        lines = [f"Linear mixed model fit by {fit}. {tests}", f"Formula: {self.formula}"]
+        if self.singular:
+            lines.append("Boundary (singular) fit: a random-effect variance is 0 or a correlation is +-1")
+        if not self.converged:
+            lines.append("Warning: the fit did not converge")
+        lines.append("")
+        if self.method == "reml":
+            lines.append(f"REML criterion at convergence: {self.criterion:.1f}")
+        else:
+            values = [self.aic, self.bic, self.log_likelihood, self.criterion]
+            cells = [f"{v:.1f}" for v in values] + [str(self.n_obs - self.n_params)]
+            names = ["AIC", "BIC", "logLik", "deviance", "df.resid"]
+            width = [max(len(a), len(b)) for a, b in zip(names, cells)]
+            lines.append(" ".join(n.rjust(w) for n, w in zip(names, width)))
+            lines.append(" ".join(c.rjust(w) for c, w in zip(cells, width)))
+        lines.append("")
+        lines += _residuals(self.residual_quantiles, self.n_obs)
+        lines.append("")
+        lines += self._random_block()
+        lines.append("")
+        lines += _fixed_effects(self.fixed_effects, self.ddf)
+        return "\n".join(lines)
+
+    __repr__ = __str__
+
+    def _random_block(self):
+        """lme4's block: per effect its variance, SD and (unstructured) its
+        correlations with the effects before it, two decimals."""
+        table = self.random_effects
+        var = _common_width(_common_decimals(table["variance"].tolist()))
+        sd = _common_width(_common_decimals(table["std_dev"].tolist()))
+        names = list(table.index[:-1])
+        corr = self.correlations.to_numpy()
+        header = ("Groups", "Name", "Variance", "Std.Dev.") + (() if self.diagonal else ("Corr",))
+        rows = [header]
+        for k, name in enumerate(names):
+            cells = [self.group_name if k == 0 else "", name, var[k], sd[k]]
+            if not self.diagonal:
+                cells.append(" ".join(f"{c:5.2f}" if np.isfinite(c) else "  NaN" for c in corr[k, :k]))
+            rows.append(tuple(cells))
+        rows.append(("Residual", "", var[-1], sd[-1]) + (() if self.diagonal else ("",)))
+        widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+        lines = ["Random effects:"]
+        lines += [" " + " ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
+        return lines + [f"Number of obs: {self.n_obs}, groups:  {self.group_name}, {self.n_groups}"]
+
+
+def summarize_slopes(model, level=0.95, ddf="satterthwaite"):
+    """The summary of a fitted LinearMixedRegressor with random slopes."""
+    vcov.check_level(level)
+    if ddf not in _DDF:
+        raise ValueError(f"ddf must be one of {sorted(_DDF)}, got {ddf!r}.")
+    fit = model._result
+    units = fit.units
+    cov = units.coef_covariance_to_user(fit.result.coef_cov)
+    se = np.sqrt(np.diag(cov))
+    estimate = np.concatenate([[model.intercept_], model.coef_]) if units.fit_intercept else model.coef_
+    _, _, estimated = units.coef_map()
+    df = np.full(se.shape, np.nan)
+    if ddf == "satterthwaite":
+        df = fit.coef_df()
+    elif ddf == "asymptotic":
+        df[estimated] = np.inf
+    else:
+        df[estimated] = fit.n_obs - units.n_params
+    names = ([INTERCEPT] if units.fit_intercept else []) + list(fit.names.features)
+    fixed = coefficient_table(estimate, se, df, names, level)
+    sigma = model.variance_components_["group"]
+    s2e = model.variance_components_["residual"]
+    effects = [INTERCEPT] + model.random_effect_names_[1:]
+    variance = np.append(np.diag(sigma), s2e)
+    random = pd.DataFrame(
+        {"variance": variance, "std_dev": np.sqrt(variance)}, index=effects + ["Residual"]
+    )
+    sd = np.sqrt(np.diag(sigma))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        corr = sigma / np.outer(sd, sd)
+    correlations = pd.DataFrame(corr, index=effects, columns=effects)
+    bar = "||" if fit.diagonal else "|"
+    terms = [n for n in names if n != INTERCEPT] if units.fit_intercept else ["0"] + names
+    slopes = " + ".join(["1"] + model.random_effect_names_[1:])
+    formula = f"{fit.names.response} ~ " + " + ".join(terms + [f"({slopes} {bar} {fit.names.group})"])
+    return SlopeSummary(
+        method=fit.method,
+        ddf=ddf,
+        level=level,
+        formula=formula,
+        fixed_effects=fixed,
+        random_effects=random,
+        correlations=correlations,
+        diagonal=fit.diagonal,
+        log_likelihood=model.log_likelihood_,
+        aic=model.aic_,
+        bic=model.bic_,
+        criterion=-2.0 * model.log_likelihood_,
+        n_obs=fit.n_obs,
+        n_groups=model.groups_.shape[0],
+        group_name=fit.names.group,
+        n_params=fit.n_parameters,
+        singular=model.singular_,
+        converged=model.converged_,
+        residual_quantiles=fit.residual_quantiles,
+    )
