@@ -28,7 +28,8 @@ class SlopeFit:
     the maps back to the user's, and the labels."""
 
     result: vector.VectorResult
-    stats: vector.SlopeStats
+    slope_stats: vector.SlopeStats
+    stats: object  # the fixed-effect SufficientStats (n, sums, moments: for compare)
     units: Standardization
     T: np.ndarray  # internal random effect b -> user's: y_scale * T b
     levels: np.ndarray  # labels, in the engine's group order
@@ -47,8 +48,36 @@ class SlopeFit:
 
         t, _, estimated = self.units.coef_map()
         df = np.full(t.shape[0], np.nan)
-        df[estimated] = satterthwaite_df(self.stats, self.result, self.method, self.diagonal, t[estimated])
+        df[estimated] = satterthwaite_df(self.slope_stats, self.result, self.method, self.diagonal, t[estimated])
         return df
+
+    # -- the fitted-result contract that compare() reads (as FitResult's) --
+    grouped = True
+
+    @property
+    def user_log_likelihood(self):
+        return float(self.user_log_likelihood_of(self.result.deviance))
+
+    @property
+    def aic(self):
+        return -2.0 * self.user_log_likelihood + 2.0 * self.n_parameters
+
+    @property
+    def bic(self):
+        return -2.0 * self.user_log_likelihood + self.n_parameters * math.log(self.n_obs)
+
+    @property
+    def random_terms(self):
+        """The random effects' names: the intercept, then the slopes' features."""
+        return ("(Intercept)", *(self.names.features[s] for s in self.slopes))
+
+    @property
+    def ml(self):
+        """This model fitted by ML (lme4's anova refits REML models so)."""
+        if self.method == "ml":
+            return self
+        result = vector.fit(self.slope_stats, "ml", diagonal=self.diagonal)
+        return dataclasses.replace(self, result=result, method="ml")
 
     def sigma_to_user(self, sigma):
         return self.units.y_scale**2 * (self.T @ sigma @ self.T.T)
@@ -58,7 +87,7 @@ class SlopeFit:
         q = self.T.shape[0]
         return self.units.n_params + vector.n_theta(q, self.diagonal) + 1
 
-    def user_log_likelihood(self, deviance):
+    def user_log_likelihood_of(self, deviance):
         return -0.5 * deviance - self.units.log_jacobian(self.n_obs, self.method)
 
     def user_lambda(self):
@@ -269,10 +298,11 @@ class LinearMixedRegressor(GroupedRegressorMixin, RegressorMixin, BaseEstimator)
                 )
         fit = SlopeFit(
             result=result,
-            stats=engine_stats,
+            slope_stats=engine_stats,
+            stats=stats,
             units=units,
             T=T,
-            levels=data.coding.levels,
+            levels=levels,
             level=data.coding.level,
             slopes=slopes,
             method=self.method,
@@ -352,8 +382,8 @@ class LinearMixedRegressor(GroupedRegressorMixin, RegressorMixin, BaseEstimator)
         self.groups_ = fit.levels if data.grouped else np.array([])
         self.random_effects_ = (scale * result.blup @ fit.T.T)[order]
         self.random_effects_var_ = (scale**2 * (fit.T @ result.cond_var @ fit.T.T))[order]
-        self.log_likelihood_ = float(fit.user_log_likelihood(result.deviance))
-        self.log_likelihood_history_ = np.array([fit.user_log_likelihood(d) for d in result.history])
+        self.log_likelihood_ = float(fit.user_log_likelihood_of(result.deviance))
+        self.log_likelihood_history_ = np.array([fit.user_log_likelihood_of(d) for d in result.history])
         k = fit.n_parameters
         self.aic_ = -2.0 * self.log_likelihood_ + 2.0 * k
         self.bic_ = -2.0 * self.log_likelihood_ + k * math.log(fit.n_obs)

@@ -267,3 +267,36 @@ def test_summary_prints_lme4s_layout():
         d[["Days"]], d["Reaction"], groups=d["Subject"]
     )
     assert "(1 + Days || Subject)" in str(diagonal.summary()) and "Corr" not in str(diagonal.summary())
+
+
+def test_compare_tests_a_random_slope_with_the_boundary_mixture():
+    from scipy import stats as st
+
+    from skhlm import compare
+
+    d = read("sleepstudy")
+    X, y, g = d[["Days"]], d["y"], d["g"]
+    intercepts = RandomInterceptRegressor().fit(X, y, groups=g)
+    slopes = LinearMixedRegressor(random_slopes=["Days"]).fit(X, y, groups=g)
+    diagonal = LinearMixedRegressor(random_slopes=["Days"], covariance="diagonal").fit(X, y, groups=g)
+    table = compare(intercepts, slopes, refit=True, names=["ri", "slope"])
+    ml = REFERENCE["fits"]["sleepstudy/days/ml"]["logLik"]
+    ri_ml = RandomInterceptRegressor(method="ml").fit(X, y, groups=g).log_likelihood_
+    assert table.loc["slope", "logLik"] == pytest.approx(ml, abs=1e-6)
+    assert table.loc["slope", "Df"] == 2 and table.loc["slope", "npar"] == 6
+    chisq = 2 * (ml - ri_ml)
+    assert table.loc["slope", "Chisq"] == pytest.approx(chisq, rel=1e-6)
+    assert table.loc["slope", "p_value"] == pytest.approx(st.chi2.sf(chisq, 2), rel=1e-6)
+    mixture = 0.5 * st.chi2.sf(chisq, 1) + 0.5 * st.chi2.sf(chisq, 2)
+    assert table.loc["slope", "p_boundary"] == pytest.approx(mixture, rel=1e-6)
+    # (1 + Days || Subject) adds one variance: the mixture of chi2(0) and chi2(1).
+    table = compare(intercepts, diagonal, refit=True, names=["ri", "diag"])
+    chisq = table.loc["diag", "Chisq"]
+    assert table.loc["diag", "Df"] == 1
+    assert table.loc["diag", "p_boundary"] == pytest.approx(0.5 * st.chi2.sf(chisq, 1), rel=1e-9)
+    # Different fixed effects: no boundary test.
+    other = LinearMixedRegressor(random_slopes=["Days"]).fit(d[["Days"]].assign(D2=d["Days"] ** 2), y, groups=g)
+    assert np.isnan(compare(intercepts, other, refit=True)["p_boundary"].iloc[1])
+    # The same data only.
+    with pytest.raises(ValueError, match="not fitted to the same data"):
+        compare(intercepts, LinearMixedRegressor(random_slopes=["Days"]).fit(X, y + 1.0, groups=g), refit=True)

@@ -25,7 +25,7 @@ def compare(*models, refit=False, names=None):
 
     Parameters
     ----------
-    *models : fitted RandomInterceptRegressor
+    *models : fitted RandomInterceptRegressor or LinearMixedRegressor
         Two or more models fitted to the same data (same y and groups).
     refit : bool, default=False
         Refit REML models with ML first, from their stored sufficient statistics
@@ -38,13 +38,15 @@ def compare(*models, refit=False, names=None):
     -------
     DataFrame
         Columns ``npar``, ``AIC``, ``BIC``, ``logLik``, ``deviance``, ``Chisq``,
-        ``Df`` and ``p_value`` (NaN in the first row).
+        ``Df`` and ``p_value`` (NaN in the first row), as lme4's; and
+        ``p_boundary``, where a row adds one random effect (a random intercept, or a
+        random slope with its covariances) to the row above with the same fixed
+        effects: the p-value under the 50:50 mixture of chi2(Df - 1) and chi2(Df)
+        (Stram & Lee 1994), the right null for a variance on the boundary.
 
     Notes
     -----
-    The p-values are the naive chi2 ones, as lme4's.  For the test of s2u = 0,
-    whose null is on the boundary, use the 50:50 mixture of
-    :func:`group_variance_lrt`.
+    ``p_value`` is the naive chi2 one, as lme4's; ``p_boundary`` the mixture's.
 
     Examples
     --------
@@ -108,6 +110,13 @@ def _compare(results, names, refit):
     df = np.concatenate([[np.nan], np.diff(npar).astype(float)])
     with np.errstate(invalid="ignore"):
         p_value = np.where(df > 0, st.chi2.sf(chisq, np.where(df > 0, df, 1.0)), np.nan)
+    # Adding one random effect (same fixed effects) puts its variance on the
+    # boundary under the null: the 50:50 mixture of chi2(Df - 1) and chi2(Df).
+    p_boundary = np.full(len(order), np.nan)
+    for row in range(1, len(order)):
+        small, big = results[order[row - 1]], results[order[row]]
+        if _adds_one_random_effect(small, big) and _fixed_signature(small) == _fixed_signature(big):
+            p_boundary[row] = mixture_pvalue(chisq[row], int(df[row]) - 1, int(df[row]))
     return pd.DataFrame(
         {
             "npar": npar,
@@ -118,9 +127,36 @@ def _compare(results, names, refit):
             "Chisq": chisq,
             "Df": df,
             "p_value": p_value,
+            "p_boundary": p_boundary,
         },
         index=[names[k] for k in order],
     )
+
+
+def random_terms(result):
+    """The names of a fit's random effects: ("(Intercept)",) for the random
+    intercept model, with the slopes' features after it for random slopes."""
+    terms = getattr(result, "random_terms", None)
+    if terms is not None:
+        return tuple(terms)
+    return ("(Intercept)",) if result.grouped else ()
+
+
+def _adds_one_random_effect(small, big):
+    a, b = random_terms(small), random_terms(big)
+    return len(b) == len(a) + 1 and set(a) <= set(b)
+
+
+def mixture_pvalue(statistic, df_low, df_high):
+    """The p-value of a likelihood-ratio statistic under the 50:50 mixture of
+    chi2(df_low) and chi2(df_high) (Self & Liang 1987; Stram & Lee 1994 for a random
+    slope with its covariances); chi2(0) is the point mass at 0."""
+    statistic = max(float(statistic), 0.0)
+    if df_low == 0:
+        low = 1.0 if statistic == 0.0 else 0.0
+    else:
+        low = float(st.chi2.sf(statistic, df_low))
+    return 0.5 * low + 0.5 * float(st.chi2.sf(statistic, df_high))
 
 
 def group_variance_lrt(result):

@@ -12,8 +12,6 @@ so the engine's standardized units give lmerTest's numbers.
 """
 
 import numpy as np
-from scipy import stats as st
-
 from ..engine import vector
 
 
@@ -70,13 +68,3 @@ def satterthwaite_df(stats, result, method, diagonal, contrasts):
     denom = 2.0 * np.einsum("ka,ab,kb->k", grad, h_pinv, grad)
     with np.errstate(divide="ignore"):
         return np.where(denom > 0, 2.0 * var**2 / np.where(denom > 0, denom, 1.0), np.inf)
-
-
-def mixture_pvalue(statistic, df_low, df_high):
-    """The p-value of a likelihood-ratio statistic under the 50:50 mixture of
-    chi2(df_low) and chi2(df_high) (Stram & Lee 1994): the null distribution of the
-    LRT of adding a random slope with its covariances, whose variance lies on the
-    boundary.  chi2(0) is the point mass at 0."""
-    statistic = max(float(statistic), 0.0)
-    low = (1.0 if statistic <= 0 else 0.0) if df_low == 0 else st.chi2.sf(statistic, df_low)
-    return 0.5 * low + 0.5 * st.chi2.sf(statistic, df_high)
