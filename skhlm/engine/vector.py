@@ -22,7 +22,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import optimize
 
 from . import em
 
@@ -326,7 +325,7 @@ def _params_sigma(params, q):
 
 def fit(stats, method, *, diagonal=False, limits=em.Limits(), em_iter=3, verbose=0):
     """Fit by EM (SQUAREM-accelerated) from lme4's start, then polish theta on the
-    profiled criterion by BFGS with the analytic gradient."""
+    profiled criterion by quasi-Newton steps with the analytic gradient."""
     q = stats.q
     lam = np.eye(q)  # lme4's start
     ev = evaluate(stats, lam, method)
@@ -362,21 +361,12 @@ def fit(stats, method, *, diagonal=False, limits=em.Limits(), em_iter=3, verbose
         return criterion_and_gradient(stats, theta, method, diagonal)
 
     scale = max(abs(history[-1]), 1.0)
-    # BFGS from the inverse of a finite-difference Hessian of the analytic gradient
-    # at EM's point: from the identity it spends tens of evaluations learning the
-    # criterion's curvature (about the number of groups).
-    hess = _hessian(fun, theta0)
-    options = {"gtol": 1e-10 * scale, "maxiter": limits.max_iter * 10}
-    eig = np.linalg.eigvalsh(hess)
-    if eig.min() > 1e-10 * eig.max():
-        options["hess_inv0"] = _sym(np.linalg.inv(hess))
-    polish = optimize.minimize(fun, theta0, jac=True, method="BFGS", options=options)
-    theta, value, grad = polish.x, polish.fun, polish.jac
-    gtol = 1e-10 * scale
-    if np.max(np.abs(grad)) > gtol:
-        # BFGS may stop on its line search a hair from the optimum: Newton steps on
-        # the gradient (a finite-difference Hessian of the analytic gradient) finish.
-        theta, value, grad = _newton_finish(fun, theta, value, grad)
+    # A quasi-Newton polish from a finite-difference Hessian of the analytic
+    # gradient at EM's point (BFGS updates after it), with backtracking on the
+    # criterion: near the optimum the criterion's changes reach its rounding, where
+    # a Wolfe line search thrashes; this one accepts a step that lowers the
+    # gradient there.
+    theta, value, grad, n_polish = _quasi_newton(fun, theta0, limits.max_iter * 10, 1e-10 * scale)
     history.append(value)
     lam = lambda_of(theta, q, diagonal)
     theta = theta_of(lam, diagonal)
@@ -395,7 +385,7 @@ def fit(stats, method, *, diagonal=False, limits=em.Limits(), em_iter=3, verbose
         blup=blup,
         cond_var=cond,
         coef_cov=ev.s2e * ev.a_inv,
-        n_iter=n_iter + polish.nit,
+        n_iter=n_iter + n_polish,
         converged=converged,
         singular=singular,
         history=np.asarray(history),
@@ -414,23 +404,41 @@ def _hessian(fun, theta):
     return _sym(hess)
 
 
-def _newton_finish(fun, theta, value, grad, steps=5):
-    for _ in range(steps):
-        hess = _hessian(fun, theta)
-        try:
-            step = np.linalg.solve(hess, grad)
-        except np.linalg.LinAlgError:
+def _quasi_newton(fun, theta, max_iter, gtol):
+    """Minimize ``fun`` (value and gradient) from ``theta``: Newton's step on a
+    finite-difference Hessian, then BFGS updates of it; a step is halved until the
+    criterion falls (or, at its rounding level, until the gradient falls).  Returns
+    theta, the value, the gradient and the iterations."""
+    value, grad = fun(theta)
+    hess = _hessian(fun, theta)
+    eig = np.linalg.eigvalsh(hess)
+    if not eig.min() > 1e-10 * max(eig.max(), 1e-300):
+        hess = np.eye(theta.shape[0]) * max(eig.max(), 1.0)
+    n_iter = 0
+    for n_iter in range(1, max_iter + 1):
+        if np.max(np.abs(grad)) <= gtol:
             break
-        if np.linalg.eigvalsh(hess).min() <= 0:
+        step = -np.linalg.solve(hess, grad)
+        t, accepted = 1.0, False
+        while t > 1e-10:
+            candidate = theta + t * step
+            c_value, c_grad = fun(candidate)
+            flat = abs(c_value - value) <= 1e-13 * max(abs(value), 1.0)
+            if c_value <= value + 1e-4 * t * (grad @ step) or (flat and np.abs(c_grad).max() < np.abs(grad).max()):
+                accepted = True
+                break
+            t *= 0.5
+        if not accepted:
             break
-        candidate = theta - step
-        cvalue, cgrad = fun(candidate)
-        if not cvalue <= value + 1e-12 * abs(value):
+        s_k, y_k = candidate - theta, c_grad - grad
+        theta, value, grad = candidate, c_value, c_grad
+        sy = s_k @ y_k
+        if sy > 1e-300:
+            hs = hess @ s_k
+            hess = hess - np.outer(hs, hs) / (s_k @ hs) + np.outer(y_k, y_k) / sy
+        if np.max(np.abs(s_k)) <= 1e-10 * max(1.0, np.max(np.abs(theta))):
             break
-        theta, value, grad = candidate, cvalue, cgrad
-        if np.max(np.abs(step)) < 1e-9:
-            break
-    return theta, value, grad
+    return theta, value, grad, n_iter
 
 
 def unprofiled_criterion(stats, sigma, s2e, method):
