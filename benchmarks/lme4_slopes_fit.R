@@ -10,7 +10,8 @@ names(d) <- paste0("x", seq_len(p) - 1)
 d$y <- readBin(file.path(dir, "y.bin"), "double", n)
 d$g <- factor(readBin(file.path(dir, "g.bin"), "integer", n))
 f <- as.formula(paste("y ~", paste(names(d)[1:p], collapse = " + "), "+ (1 + x0 | g)"))
-invisible(lmer(y ~ x0 + (1 + x0 | g), data = d[1:min(n, 2000), ]))  # warm-up
+warm <- droplevels(d[d$g %in% levels(d$g)[1:50], ])
+invisible(lmer(y ~ x0 + (1 + x0 | g), data = warm))  # warm-up, on 50 groups
 seconds <- system.time(m <- lmer(f, data = d))[["elapsed"]]
 vc <- VarCorr(m)$g
 cat(toJSON(list(seconds = seconds, sigma = unname(as.matrix(vc)), s2e = sigma(m)^2,
