@@ -9,7 +9,9 @@ from ._summary import (
     _DDF,
     _common_decimals,
     _common_width,
+    _criterion,
     _fixed_effects,
+    _header,
     _residuals,
     coefficient_table,
 )
@@ -45,31 +47,21 @@ class SlopeSummary:
     n_params: int
     singular: bool
     converged: bool
+    n_iter: int
     residual_quantiles: np.ndarray
 
+    singular_message = "Boundary (singular) fit: a random-effect variance is 0 or a correlation is +-1"
+
+    @property
+    def reml_criterion(self):
+        return self.criterion if self.method == "reml" else None
+
+    @property
+    def deviance(self):
+        return self.criterion if self.method == "ml" else None
+
     def __str__(self):
-        fit = "REML" if self.method == "reml" else "maximum likelihood"
-        tests = {
-            "satterthwaite": "t-tests use Satterthwaite's method",
-            "residual": "t-tests use n - p residual degrees of freedom",
-            "asymptotic": "Wald z-tests",
-        }[self.ddf]
-        lines = [f"Linear mixed model fit by {fit}. {tests}", f"Formula: {self.formula}"]
-        if self.singular:
-            lines.append("Boundary (singular) fit: a random-effect variance is 0 or a correlation is +-1")
-        if not self.converged:
-            lines.append("Warning: the fit did not converge")
-        lines.append("")
-        if self.method == "reml":
-            lines.append(f"REML criterion at convergence: {self.criterion:.1f}")
-        else:
-            values = [self.aic, self.bic, self.log_likelihood, self.criterion]
-            cells = [f"{v:.1f}" for v in values] + [str(self.n_obs - self.n_params)]
-            names = ["AIC", "BIC", "logLik", "deviance", "df.resid"]
-            width = [max(len(a), len(b)) for a, b in zip(names, cells)]
-            lines.append(" ".join(n.rjust(w) for n, w in zip(names, width)))
-            lines.append(" ".join(c.rjust(w) for c, w in zip(cells, width)))
-        lines.append("")
+        lines = _header(self) + [""] + _criterion(self) + [""]
         lines += _residuals(self.residual_quantiles, self.n_obs)
         lines.append("")
         lines += self._random_block()
@@ -155,5 +147,6 @@ def summarize_slopes(model, level=0.95, ddf="satterthwaite"):
         n_params=fit.n_parameters,
         singular=model.singular_,
         converged=model.converged_,
+        n_iter=model.n_iter_,
         residual_quantiles=fit.residual_quantiles,
     )

@@ -291,7 +291,7 @@ def _header(s):
         tests = "t-tests use n - p degrees of freedom (no variance parameters)"
     lines = [f"{kind} fit by {fit}. {tests}", f"Formula: {s.formula}"]
     if s.singular:
-        lines.append("Boundary (singular) fit: the group variance is estimated at 0")
+        lines.append(getattr(s, "singular_message", "Boundary (singular) fit: the group variance is estimated at 0"))
     if not s.converged:
         lines.append(f"Warning: EM did not converge in {s.n_iter} iterations")
     return lines

@@ -392,16 +392,22 @@ def fit(stats, method, *, diagonal=False, limits=em.Limits(), em_iter=3, verbose
     )
 
 
-def _hessian(fun, theta):
-    """The criterion's Hessian in theta: central differences of its gradient."""
-    m = theta.shape[0]
-    h = 1e-6 * np.maximum(np.abs(theta), 1e-3)
+def central_hessian(gradient, x, rel=1e-6, floor=1e-3):
+    """The Hessian of a function from its gradient: central differences with steps
+    ``rel * max(|x_k|, floor)``, symmetrized."""
+    m = x.shape[0]
+    h = rel * np.maximum(np.abs(x), floor)
     hess = np.empty((m, m))
     for k in range(m):
         e = np.zeros(m)
         e[k] = h[k]
-        hess[:, k] = (fun(theta + e)[1] - fun(theta - e)[1]) / (2 * h[k])
+        hess[:, k] = (gradient(x + e) - gradient(x - e)) / (2.0 * h[k])
     return _sym(hess)
+
+
+def _hessian(fun, theta):
+    """The criterion's Hessian in theta (``fun`` gives its value and gradient)."""
+    return central_hessian(lambda t: fun(t)[1], theta)
 
 
 def _quasi_newton(fun, theta, max_iter, gtol):

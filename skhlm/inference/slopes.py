@@ -28,15 +28,7 @@ def varpar_gradient(stats, varpar, method, diagonal):
 
 def varpar_hessian(stats, varpar, method, diagonal):
     """The Hessian of devfun_vp: central differences of its analytic gradient."""
-    k = varpar.shape[0]
-    h = 1e-5 * np.maximum(np.abs(varpar), 1e-2)
-    hess = np.empty((k, k))
-    for j in range(k):
-        e = np.zeros(k)
-        e[j] = h[j]
-        hess[:, j] = (varpar_gradient(stats, varpar + e, method, diagonal)
-                      - varpar_gradient(stats, varpar - e, method, diagonal)) / (2.0 * h[j])
-    return 0.5 * (hess + hess.T)
+    return vector.central_hessian(lambda v: varpar_gradient(stats, v, method, diagonal), varpar, 1e-5, 1e-2)
 
 
 def coef_covariance(stats, varpar, method, diagonal):
