@@ -1,4 +1,5 @@
-"""Simulated two-level data sets for the random intercept model.
+"""Simulated two-level data sets for the random intercept model and, with
+:func:`make_longitudinal`, for random slopes.
 
 ``y_ij = intercept + x_ij' beta + u_j + e_ij`` with ``u_j ~ N(0, s2u)`` and
 ``e_ij ~ N(0, s2e)``; rows i are nested in groups j.
@@ -11,7 +12,7 @@ import numpy as np
 import pandas as pd
 from sklearn.utils._param_validation import Interval, validate_params
 
-__all__ = ["make_multilevel_regression", "make_pisa_like"]
+__all__ = ["make_longitudinal", "make_multilevel_regression", "make_pisa_like"]
 
 # scikit-learn's "random_state" constraint, with a numpy Generator too and no upper
 # bound on an int seed (numpy's default_rng takes any non-negative int).
@@ -346,3 +347,106 @@ def make_pisa_like(n_schools=164, *, random_state=2018, return_params=False):
     params = _params(intercept, coef, s2u, s2e, u)
     params["marginal_variance_components"] = dict(_PISA_MARGINAL)
     return frame, params
+
+
+@validate_params(
+    {
+        "n_subjects": [Interval(Integral, 1, None, closed="left")],
+        "n_times": [Interval(Integral, 2, None, closed="left")],
+        "intercept": [Real],
+        "slope": [Real],
+        "covariance": ["array-like"],
+        "residual_variance": [Interval(Real, 0, None, closed="neither")],
+        "missing": _FRACTION,
+        "return_params": ["boolean"],
+        "random_state": _RANDOM_STATE,
+    },
+    prefer_skip_nested_validation=True,
+)
+def make_longitudinal(
+    n_subjects=18,
+    n_times=10,
+    *,
+    intercept=251.4,
+    slope=10.5,
+    covariance=((612.1, 9.6), (9.6, 35.1)),
+    residual_variance=654.9,
+    missing=0.0,
+    return_params=False,
+    random_state=None,
+):
+    """Generate repeated measures with a random intercept and a random slope per
+    subject: lme4's ``sleepstudy`` design, ``y ~ time + (1 + time | subject)``.
+
+    Each subject j is measured at times 0, 1, ..., n_times - 1:
+    ``y_tj = intercept + slope t + b0_j + b1_j t + e_tj`` with ``(b0_j, b1_j) ~
+    N(0, covariance)`` and ``e_tj ~ N(0, residual_variance)``.  The defaults are
+    lme4's REML estimates on sleepstudy (18 subjects, days 0 to 9).
+
+    Parameters
+    ----------
+    n_subjects : int, default=18
+    n_times : int, default=10
+        Measurements per subject (before ``missing``), at times 0 to n_times - 1.
+    intercept, slope : float
+        The fixed intercept and slope of time.
+    covariance : array-like of shape (2, 2)
+        The covariance of each subject's (intercept, slope) deviations; symmetric
+        positive semi-definite.
+    residual_variance : float
+    missing : float in [0, 1), default=0.0
+        Share of the measurements dropped at random (an unbalanced design); every
+        subject keeps two at least.
+    return_params : bool, default=False
+        Also return the true parameters.
+    random_state : None, int, numpy Generator or RandomState, default=None
+
+    Returns
+    -------
+    X : DataFrame with one column, "time"
+    y : Series, named "y"
+    groups : Series, named "subject": integers 0, ..., n_subjects - 1
+    params : dict
+        Only with ``return_params=True``: ``"intercept"``, ``"slope"``,
+        ``"covariance"`` (2, 2), ``"residual_variance"`` and ``"random_effects"``
+        (n_subjects, 2).
+
+    Examples
+    --------
+    >>> from skhlm.datasets import make_longitudinal
+    >>> X, y, subject = make_longitudinal(random_state=0)
+    >>> X.shape, int(subject.nunique())
+    ((180, 1), 18)
+    >>> X, y, subject = make_longitudinal(n_subjects=50, missing=0.3, random_state=0)
+    >>> bool(subject.value_counts().min() >= 2)
+    True
+    """
+    covariance = np.asarray(covariance, dtype=np.float64)
+    if covariance.shape != (2, 2) or not np.allclose(covariance, covariance.T):
+        raise ValueError(f"covariance must be a symmetric 2 x 2 matrix; got shape {covariance.shape}.")
+    if np.linalg.eigvalsh(covariance).min() < -1e-12 * max(np.abs(covariance).max(), 1.0):
+        raise ValueError("covariance must be positive semi-definite (its eigenvalues >= 0).")
+    rng = _rng(random_state)
+    effects = rng.multivariate_normal(np.zeros(2), covariance, size=n_subjects, method="eigh")
+    subject = np.repeat(np.arange(n_subjects), n_times)
+    time = np.tile(np.arange(n_times, dtype=np.float64), n_subjects)
+    keep = np.ones(subject.size, dtype=bool)
+    if missing > 0:
+        keep = rng.random(subject.size) >= missing
+        # Every subject keeps its first two kept draws at least: times 0 and 1.
+        keep[np.flatnonzero(time < 2)] = True
+    subject, time = subject[keep], time[keep]
+    noise = rng.normal(0.0, math.sqrt(residual_variance), subject.size)
+    y = intercept + slope * time + effects[subject, 0] + effects[subject, 1] * time + noise
+    X = pd.DataFrame({"time": time})
+    out = (X, pd.Series(y, name="y"), pd.Series(subject, name="subject"))
+    if not return_params:
+        return out
+    params = {
+        "intercept": float(intercept),
+        "slope": float(slope),
+        "covariance": covariance,
+        "residual_variance": float(residual_variance),
+        "random_effects": effects,
+    }
+    return (*out, params)

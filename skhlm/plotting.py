@@ -153,14 +153,20 @@ def plot_random_effects(model, *, level=0.95, ax=None, max_labels=40):
     "95% interval excludes 0 (11 groups)" and "95% interval includes 0 (14 groups)".
     A colour no group has (every interval includes 0, say) has no legend entry.
 
+    For a LinearMixedRegressor with random slopes there is a panel per random effect
+    (the intercept, then each slope), side by side and sharing the rows: the groups
+    are in the order of their intercepts in every panel, as lme4's ``dotplot`` of
+    ``ranef``, and each bar is the effect's own conditional interval.
+
     Parameters
     ----------
-    model : RandomInterceptRegressor or Pipeline
+    model : RandomInterceptRegressor, LinearMixedRegressor or Pipeline
         A fitted model with groups, or a fitted Pipeline whose last step is one.
     level : float, default=0.95
         Coverage of the intervals, between 0 and 1.
     ax : matplotlib Axes, default=None
-        Where to draw; a new figure when None.
+        Where to draw; a new figure when None.  With random slopes, a sequence of
+        one Axes per effect.
     max_labels : int, default=40
         The most groups to name on the y axis.  With at most this many groups every
         group is labelled at its row.  With more, all are still drawn but only the
@@ -173,7 +179,7 @@ def plot_random_effects(model, *, level=0.95, ax=None, max_labels=40):
 
     Returns
     -------
-    ax : matplotlib Axes
+    ax : matplotlib Axes, or an array of them (one per effect) with random slopes
 
     Raises
     ------
@@ -212,10 +218,42 @@ def plot_random_effects(model, *, level=0.95, ax=None, max_labels=40):
     if isinstance(max_labels, bool) or not isinstance(max_labels, Integral) or max_labels < 0:
         raise ValueError(f"max_labels must be a non-negative integer; got {max_labels!r}.")
     model = _fitted_with_groups(model, "plot_random_effects")
-    ax = _axes(ax)
-    order = np.argsort(model.random_effects_, kind="stable")
-    u = model.random_effects_[order]
-    half = stats.norm.ppf(0.5 + level / 2) * np.sqrt(model.random_effects_var_[order])
+    effects = np.asarray(model.random_effects_)
+    if effects.ndim == 1:  # the random intercept model
+        ax = _axes(ax)
+        order = np.argsort(effects, kind="stable")
+        _caterpillar(ax, effects[order], model.random_effects_var_[order], model.groups_[order], level, max_labels)
+        ax.set_xlabel(f"Random intercept (BLUP) with {_percent(level)} interval")
+        ax.set_ylabel("Group, sorted by its random intercept" + ax.get_ylabel())
+        ax.set_title(f"{effects.size} groups, s2u = {model.variance_components_['group']:.4g}")
+        return ax
+    # Random slopes: a panel per effect, the groups in the order of their intercepts
+    # in every panel (as lme4's dotplot of ranef).
+    q = effects.shape[1]
+    if ax is None:
+        fig, axes = _pyplot().subplots(1, q, sharey=True, figsize=(4.0 * q, 6.0), squeeze=False)
+        axes = axes[0]
+    else:
+        axes = np.atleast_1d(np.asarray(ax, dtype=object)).ravel()
+        if axes.size != q:
+            raise ValueError(f"The model has {q} random effects: pass {q} axes (one per effect), or ax=None.")
+    order = np.argsort(effects[:, 0], kind="stable")
+    variances = np.diagonal(model.random_effects_var_, axis1=1, axis2=2)
+    sigma = model.variance_components_["group"]
+    for k, (panel, name) in enumerate(zip(axes, model.random_effect_names_)):
+        _caterpillar(panel, effects[order, k], variances[order, k], model.groups_[order], level,
+                     max_labels if k == 0 else None)
+        panel.set_xlabel(f"{name}: BLUP with {_percent(level)} interval")
+        panel.set_title(f"{name}, variance {sigma[k, k]:.4g}")
+    axes[0].set_ylabel(f"Group ({effects.shape[0]}), sorted by its random intercept" + axes[0].get_ylabel())
+    return axes
+
+
+def _caterpillar(ax, u, var, names, level, max_labels):
+    """One caterpillar panel: the sorted BLUPs ``u`` with their intervals, coloured by
+    whether they exclude 0; the groups labelled (all, or the extremes: the
+    explanation goes to the y label, which the caller completes)."""
+    half = stats.norm.ppf(0.5 + level / 2) * np.sqrt(var)
     rank = np.arange(u.size)
     excludes_zero = np.abs(u) > half
     shown = _percent(level)
@@ -227,19 +265,16 @@ def plot_random_effects(model, *, level=0.95, ax=None, max_labels=40):
                     ecolor=color, elinewidth=1, capsize=0,
                     label=f"{shown} interval {says} 0 ({count} group{'s' if count != 1 else ''})")
     ax.axvline(0.0, color="k", lw=0.8)
-    ax.set_xlabel(f"Random intercept (BLUP) with {shown} interval")
-    ylabel = "Group, sorted by its random intercept"
-    names = model.groups_[order]
-    if u.size <= max_labels:
+    ax.set_ylabel("")
+    if max_labels is None:  # a panel beside the first, sharing its rows
+        ax.tick_params(labelleft=False)
+    elif u.size <= max_labels:
         _label_every_group(ax, names)
     else:
-        ylabel += "\n" + _label_the_extremes(ax, names, max_labels)
-    ax.set_ylabel(ylabel)
-    ax.set_title(f"{u.size} groups, s2u = {model.variance_components_['group']:.4g}")
+        ax.set_ylabel("\n" + _label_the_extremes(ax, names, max_labels))
     # Sorted ascending, the points run from bottom left to top right: the upper left
     # corner is the emptiest.
     ax.legend(loc="upper left", frameon=False, fontsize="small")
-    return ax
 
 
 def plot_shrinkage(model, X, y, groups=None, *, ax=None):

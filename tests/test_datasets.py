@@ -332,3 +332,32 @@ def test_pisa_like_reproduces_the_seed_models():
     assert np.all(np.abs(rim2.coef_ - params["coef"].to_numpy()) < N_SE * se2)
     vc = params["variance_components"]
     assert_variances_recovered(rim2, sizes, vc["group"], vc["residual"])
+
+
+def test_make_longitudinal_recovers_its_parameters_and_is_reproducible():
+    from skhlm import LinearMixedRegressor
+    from skhlm.datasets import make_longitudinal
+
+    X, y, subject, params = make_longitudinal(n_subjects=400, missing=0.2, return_params=True, random_state=1)
+    again = make_longitudinal(n_subjects=400, missing=0.2, random_state=1)
+    pd.testing.assert_series_equal(again[1], y)
+    assert subject.value_counts().min() >= 2 and 0.7 < len(y) / 4000 < 0.9
+    assert list(X.columns) == ["time"] and y.name == "y" and subject.name == "subject"
+    model = LinearMixedRegressor(random_slopes=["time"]).fit(X, y, groups=subject)
+    assert model.intercept_ == pytest.approx(params["intercept"], abs=4 * 1.3)  # SE ~ sqrt(612 / 400)
+    assert model.coef_[0] == pytest.approx(params["slope"], abs=4 * 0.3)
+    sigma = model.variance_components_["group"]
+    assert sigma[0, 0] == pytest.approx(612.1, rel=0.25) and sigma[1, 1] == pytest.approx(35.1, rel=0.25)
+    assert model.variance_components_["residual"] == pytest.approx(654.9, rel=0.1)
+    # The simulated effects are the truth the BLUPs estimate: they correlate.
+    truth = params["random_effects"][model.groups_.astype(int)]
+    assert np.corrcoef(truth[:, 1], model.random_effects_[:, 1])[0, 1] > 0.8
+
+
+def test_make_longitudinal_refuses_a_covariance_that_is_not_one():
+    from skhlm.datasets import make_longitudinal
+
+    with pytest.raises(ValueError, match="symmetric 2 x 2"):
+        make_longitudinal(covariance=[[1.0, 0.5], [0.0, 1.0]])
+    with pytest.raises(ValueError, match="positive semi-definite"):
+        make_longitudinal(covariance=[[1.0, 2.0], [2.0, 1.0]])

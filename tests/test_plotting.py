@@ -322,3 +322,30 @@ def test_missing_matplotlib_names_the_extra(monkeypatch, fitted):
     monkeypatch.setitem(sys.modules, "matplotlib.pyplot", None)  # as if not installed
     with pytest.raises(ImportError, match=r"pip install 'skhlm\[plot\]'"):
         plot_random_effects(fitted[0])
+
+
+def test_caterpillar_of_random_slopes_draws_a_panel_per_effect():
+    from skhlm import LinearMixedRegressor
+    from skhlm.datasets import make_longitudinal
+
+    X, y, subject = make_longitudinal(n_subjects=12, random_state=0)
+    model = LinearMixedRegressor(random_slopes=["time"]).fit(X, y, groups=subject)
+    axes = plot_random_effects(model)
+    assert len(axes) == 2
+    assert axes[0].get_title().startswith("Intercept, variance") and axes[1].get_title().startswith("time, variance")
+    order = np.argsort(model.random_effects_[:, 0], kind="stable")
+    for k, panel in enumerate(axes):
+        markers = [line for line in panel.lines if line.get_linestyle() == "None"]  # not the 0 line
+        points = np.concatenate([line.get_xdata() for line in markers])
+        np.testing.assert_allclose(np.sort(points), np.sort(model.random_effects_[:, k]))
+    # Both panels in the intercepts' order: the slope panel's point at row r is the
+    # slope of the group with the r-th smallest intercept.
+    rows = {}
+    for line in [line for line in axes[1].lines if line.get_linestyle() == "None"]:
+        for x_value, row in zip(line.get_xdata(), line.get_ydata()):
+            rows[int(row)] = x_value
+    np.testing.assert_allclose([rows[r] for r in range(12)], model.random_effects_[order, 1])
+    labels = [t.get_text() for t in axes[0].get_yticklabels()]
+    assert labels == [str(g) for g in model.groups_[order]]
+    with pytest.raises(ValueError, match="2 random effects: pass 2 axes"):
+        plot_random_effects(model, ax=axes[0])
