@@ -101,3 +101,15 @@ def test_mixed_effects_example_beats_boosting_on_seen_groups(tmp_path):
     s2e = number(r"s2e = ([\d.]+) \(\d+ rounds\)", out)
     assert s2e == pytest.approx(4.0, rel=0.1)
 
+
+
+def test_random_slopes_example_tests_the_slope_and_draws_the_lines(tmp_path):
+    from scipy import stats
+
+    out = run("plot_random_slopes.py", tmp_path)
+    assert (tmp_path / "random_slopes.png").stat().st_size > 20_000
+    assert "Formula: y ~ time + (1 + time | subject)" in out
+    chisq = number(r"LRT of the random slope: chi2 = ([\d.]+) on 2 df", out)
+    p_boundary = number(r"on 2 df, p = ([\d.e+-]+) \(50:50 mixture", out)
+    assert p_boundary == pytest.approx(0.5 * stats.chi2.sf(chisq, 1) + 0.5 * stats.chi2.sf(chisq, 2), rel=0.05)
+    assert 3 < number(r"slopes vary with SD ([\d.]+)", out) < 10  # the truth: sqrt(35.1) = 5.9
