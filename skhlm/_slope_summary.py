@@ -1,6 +1,7 @@
 """The lme4-style summary of a model with random slopes (LinearMixedRegressor)."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -27,6 +28,8 @@ class SlopeSummary:
     (ci_lower, ci_upper) of each coefficient.  ``random_effects``: the variance and
     standard deviation of each random effect and of the residual.  ``correlations``:
     the (q, q) correlation matrix of the random effects (NaN where a variance is 0).
+    ``confint``: profile-likelihood intervals of the sds, correlations and sigma,
+    computed on first access (seconds on small data).
     """
 
     method: str
@@ -49,6 +52,16 @@ class SlopeSummary:
     converged: bool
     n_iter: int
     residual_quantiles: np.ndarray
+    _fit: object = field(default=None, repr=False, compare=False)
+
+    @cached_property
+    def confint(self):
+        """Profile-likelihood intervals of the standard deviations, correlations and
+        sigma at ``level`` (lme4's ``confint(m, method = "profile")``, from the ML
+        deviance as lme4's): computed on first access, then kept."""
+        from .inference.slopes import profile_intervals
+
+        return profile_intervals(self._fit, self.level)
 
     singular_message = "Boundary (singular) fit: a random-effect variance is 0 or a correlation is +-1"
 
@@ -149,4 +162,5 @@ def summarize_slopes(model, level=0.95, ddf="satterthwaite"):
         converged=model.converged_,
         n_iter=model.n_iter_,
         residual_quantiles=fit.residual_quantiles,
+        _fit=fit,
     )

@@ -60,3 +60,167 @@ def satterthwaite_df(stats, result, method, diagonal, contrasts):
     denom = 2.0 * np.einsum("ka,ab,kb->k", grad, h_pinv, grad)
     with np.errstate(divide="ignore"):
         return np.where(denom > 0, 2.0 * var**2 / np.where(denom > 0, denom, 1.0), np.inf)
+
+
+# -- Profile-likelihood intervals of the standard deviations and correlations --
+
+
+def _pairs(q):
+    """lme4's order of the variance parameters: per column k, sd_k then the
+    correlations of the later effects with it; ("sd", k, k) or ("cor", i, k)."""
+    out = []
+    for k in range(q):
+        out.append(("sd", k, k))
+        out += [("cor", i, k) for i in range(k + 1, q)]
+    return out
+
+
+def variance_parameters(fit):
+    """The ML fit's variance parameters in the user's units, in lme4's order: sds,
+    correlations (unstructured only) and sigma; with their names."""
+    ml = fit.ml
+    sigma = ml.sigma_to_user(ml.result.sigma)
+    sd = np.sqrt(np.diag(sigma))
+    names, values = [], []
+    effects = ["(Intercept)", *ml.random_terms[1:]]
+    group = ml.names.group
+    for kind, i, k in _pairs(sigma.shape[0]):
+        if kind == "cor" and ml.diagonal:
+            continue
+        if kind == "sd":
+            names.append(f"sd_{effects[k]}|{group}")
+            values.append(sd[k])
+        else:
+            names.append(f"cor_{effects[i]}.{effects[k]}|{group}")
+            values.append(sigma[i, k] / (sd[i] * sd[k]) if sd[i] * sd[k] > 0 else 0.0)
+    names.append("sigma")
+    values.append(np.sqrt(ml.units.variance_to_user(ml.result.s2e)))
+    return ml, names, np.asarray(values, dtype=np.float64)
+
+
+def _deviance_function(ml):
+    """The ML deviance (internal units, up to a constant) at user variance
+    parameters (sds, correlations, sigma): +inf where they give no covariance."""
+    q = ml.T.shape[0]
+    T_inv = np.linalg.inv(ml.T)
+    scale2 = ml.units.y_scale**2
+    kinds = [(kind, i, k) for kind, i, k in _pairs(q) if not (kind == "cor" and ml.diagonal)]
+
+    def deviance(phi):
+        sd = np.zeros(q)
+        corr = np.eye(q)
+        for value, (kind, i, k) in zip(phi[:-1], kinds):
+            if kind == "sd":
+                sd[k] = value
+            else:
+                corr[i, k] = corr[k, i] = value
+        sigma = phi[-1]
+        if sigma <= 0 or np.any(sd < 0) or np.any(np.abs(corr) > 1):
+            return np.inf
+        user = corr * np.outer(sd, sd)
+        internal = T_inv @ user @ T_inv.T / scale2
+        if np.linalg.eigvalsh(internal).min() < -1e-12 * max(np.abs(internal).max(), 1e-300):
+            return np.inf
+        try:
+            return vector.unprofiled_criterion(ml.slope_stats, internal, sigma**2 / scale2, "ml")
+        except np.linalg.LinAlgError:  # a covariance too extreme for float64
+            return np.inf
+
+    return deviance, kinds
+
+
+def _free_transform(kinds):
+    """Maps between the free parameters and an unconstrained vector: log for the
+    sds and sigma, artanh for the correlations."""
+    is_cor = np.array([kind == "cor" for kind, _, _ in kinds] + [False])
+
+    def to_free(phi):
+        with np.errstate(divide="ignore"):
+            return np.where(is_cor, np.arctanh(np.clip(phi, -1 + 1e-15, 1 - 1e-15)), np.log(np.maximum(phi, 1e-300)))
+
+    def from_free(x):
+        return np.where(is_cor, np.tanh(x), np.exp(x))
+
+    return to_free, from_free
+
+
+def profile_intervals(fit, level=0.95):
+    """lme4's ``confint(m, method = "profile")`` for the variance parameters: for each
+    sd, correlation and sigma, the values where the ML deviance, minimized over the
+    others, rises by chi2_1's ``level`` quantile above its minimum (REML fits are
+    refitted by ML first, as lme4 does).  A bound that the profile does not reach
+    before the parameter's limit is that limit: 0 for an sd, -1 or 1 for a
+    correlation.  Returns a DataFrame with columns ``lower`` and ``upper``."""
+    import pandas as pd
+    from scipy import optimize
+    from scipy import stats as st
+
+    ml, names, phi_hat = variance_parameters(fit)
+    deviance, kinds = _deviance_function(ml)
+    to_free, from_free = _free_transform(kinds)
+    dev_min = deviance(phi_hat)
+    z = float(np.sqrt(st.chi2.ppf(level, 1)))
+    kinds_all = kinds + [("sigma", -1, -1)]
+    rows = []
+    for j, (kind, _, _) in enumerate(kinds_all):
+        others = np.array([m for m in range(phi_hat.size) if m != j])
+        start = {"x": to_free(phi_hat)[others]}
+
+        def profiled(v, j=j, others=others, start=start):
+            def inner(x):
+                phi = np.empty_like(phi_hat)
+                phi[j] = v
+                phi[others] = from_free_others(x, others)
+                return deviance(phi)
+
+            with np.errstate(invalid="ignore"):  # Nelder-Mead's test on an infinite vertex
+                res = optimize.minimize(inner, start["x"], method="Nelder-Mead",
+                                        options={"xatol": 1e-9, "fatol": 1e-11, "maxiter": 20000, "maxfev": 20000})
+            if np.isfinite(res.fun):
+                start["x"] = res.x
+            return res.fun
+
+        def from_free_others(x, others):
+            full = np.zeros(phi_hat.size)
+            full[others] = x
+            return from_free(full)[others]
+
+        def zeta(v):
+            rise = max(profiled(v) - dev_min, 0.0)
+            return np.sign(v - phi_hat[j]) * np.sqrt(rise)
+
+        bounds = []
+        for direction in (-1.0, 1.0):
+            start["x"] = to_free(phi_hat)[others]
+            target = direction * z
+            if kind == "cor":
+                limit = direction * (1.0 - 1e-9)
+            elif direction < 0:
+                limit = phi_hat[j] * 1e-9
+            else:
+                limit = None
+            if limit is not None:
+                if abs(zeta(limit)) < z:  # never reaches the critical value
+                    bounds.append(direction if kind == "cor" else 0.0)
+                    continue
+                start["x"] = to_free(phi_hat)[others]
+                a, b = sorted((phi_hat[j], limit))
+                # Step from the estimate toward the limit to bracket the crossing.
+                prev = phi_hat[j]
+                found = None
+                for t in (0.25, 0.5, 0.75, 0.9, 0.99, 1.0):
+                    v = phi_hat[j] + t * (limit - phi_hat[j])
+                    if abs(zeta(v)) >= z:
+                        found = (prev, v)
+                        break
+                    prev = v
+                lo, hi = sorted(found)
+            else:
+                prev, v = phi_hat[j], phi_hat[j] * 1.5 if phi_hat[j] > 0 else 1.0
+                while zeta(v) < z:
+                    prev, v = v, v * 1.5
+                lo, hi = prev, v
+            root = optimize.brentq(lambda v: zeta(v) - target, lo, hi, xtol=1e-10 * max(abs(hi), 1e-12), rtol=1e-10)
+            bounds.append(root)
+        rows.append(bounds)
+    return pd.DataFrame(rows, index=names, columns=["lower", "upper"])
