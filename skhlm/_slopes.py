@@ -289,7 +289,7 @@ class LinearMixedRegressor(GroupedRegressorMixin, RegressorMixin, BaseEstimator)
                 )
             diagonal = self.covariance == "diagonal"
             ztz, ztx, zty, T = slope_data.slope_statistics(
-                data.X, data.y, data.coding, units, slopes, diagonal=diagonal
+                data.X, data.y, data.coding, units, slopes, diagonal=diagonal, stats=stats
             )
             engine_stats = slope_data.build(stats, ztz, ztx, zty)
             with small_matrix_blas(stats.n_params):
@@ -319,9 +319,12 @@ class LinearMixedRegressor(GroupedRegressorMixin, RegressorMixin, BaseEstimator)
 
     def _conditional_mean(self, X, coding):
         """x'beta + z'b_j of the rows of fit (coding: their groups)."""
-        mean = X @ self.coef_ + self.intercept_
-        effects = self.random_effects_[coding.level[coding.codes]]
-        mean += effects[:, 0] + np.einsum("ij,ij->i", X[:, self._slope_columns_], effects[:, 1:])
+        mean = X @ self.coef_
+        mean += self.intercept_
+        index = coding.level[coding.codes]
+        mean += self.random_effects_[:, 0][index]
+        for k, column in enumerate(self._slope_columns_, start=1):
+            mean += X[:, column] * self.random_effects_[:, k][index]
         return mean
 
     def _fit_without_groups(self, X, y):

@@ -343,3 +343,20 @@ def test_a_profile_bound_is_where_the_signed_root_deviance_is_the_critical_value
     assert zeta_at(ours) == pytest.approx(-1.959964, abs=1e-4)
     assert abs(zeta_at(lme4) + 1.959964) > 1e-3
     assert ci.loc["cor_x1.(Intercept)|g", "upper"] == 1.0  # never reaches the critical value
+
+
+@pytest.mark.parametrize("diagonal", [False, True])
+def test_the_intercepts_row_from_the_accumulator_is_the_pass_own(diagonal):
+    rng = np.random.default_rng(5)
+    n = 3000
+    codes = rng.integers(0, 200, n)
+    X = rng.normal(size=(n, 3)) * [1.0, 100.0, 0.01] + [5.0, 1e3, 0.0]
+    y = rng.normal(size=n)
+    coding = encode_groups(codes, n)
+    accumulator = StatsAccumulator(fit_intercept=True)
+    accumulator.add(X, y, coding)
+    stats, units, _ = accumulator.finalize()
+    own = slope_data.slope_statistics(X, y, coding, units, [0, 1], diagonal=diagonal)
+    shared = slope_data.slope_statistics(X, y, coding, units, [0, 1], diagonal=diagonal, stats=stats)
+    for a, b in zip(own, shared):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12 * np.abs(a).max())

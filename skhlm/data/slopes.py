@@ -16,7 +16,7 @@ from ..engine.vector import SlopeStats
 from .accumulator import _BLOCK_BYTES, _BLOCK_ROWS, _GroupAdder
 
 
-def slope_statistics(X, y, coding, units, slopes, *, diagonal):
+def slope_statistics(X, y, coding, units, slopes, *, diagonal, stats=None):
     """The random-slope statistics of the rows, in the standardized units of ``units``.
 
     Parameters
@@ -29,6 +29,9 @@ def slope_statistics(X, y, coding, units, slopes, *, diagonal):
     slopes : sequence of int
         Positions in X of the columns with random slopes (kept columns).
     diagonal : bool
+    stats : SufficientStats, default=None
+        The accumulator's statistics of the same rows: their per-group sums are the
+        intercept's row of Z'X and Z'y, which the pass then does not recompute.
 
     Returns
     -------
@@ -43,18 +46,28 @@ def slope_statistics(X, y, coding, units, slopes, *, diagonal):
     p = units.n_params
     q = zcols.shape[0]
     G = coding.n_groups
-    width = q * (p + 1)
-    n_block = min(max(n, 1), _BLOCK_ROWS, max(256, _BLOCK_BYTES // (8 * max(width, p))))
+    # The pass adds the slope rows only, when the intercept's row is known.
+    first = 1 if stats is not None else 0
+    rows = zcols[first:]
+    width = rows.shape[0] * (p + 1)
     out = np.zeros((G, width))
-    add = _GroupAdder(n_block, coding.codes.dtype)
-    y_offset, y_scale = units.y_offset, units.y_scale
-    for start in range(0, n, n_block):
-        stop = min(start + n_block, n)
-        d = units.design_rows(X[start:stop])
-        dy = np.column_stack([d, (y[start:stop] - y_offset) / y_scale])
-        products = d[:, zcols, None] * dy[:, None, :]
-        add(out, coding.codes[start:stop], np.ascontiguousarray(products.reshape(stop - start, width)))
-    out = out.reshape(G, q, p + 1)
+    if width:
+        n_block = min(max(n, 1), _BLOCK_ROWS, max(256, _BLOCK_BYTES // (8 * max(width, p))))
+        add = _GroupAdder(n_block, coding.codes.dtype)
+        y_offset, y_scale = units.y_offset, units.y_scale
+        for start in range(0, n, n_block):
+            stop = min(start + n_block, n)
+            d = units.design_rows(X[start:stop])
+            dy = np.column_stack([d, (y[start:stop] - y_offset) / y_scale])
+            products = d[:, rows, None] * dy[:, None, :]
+            add(out, coding.codes[start:stop], np.ascontiguousarray(products.reshape(stop - start, width)))
+    out = out.reshape(G, rows.shape[0], p + 1)
+    if first:
+        # Row 0, the intercept's: each group's size and sums (the groups are in the
+        # coding's order, by size, as the accumulator's).
+        groups = stats.groups
+        intercept_row = np.column_stack([groups._design_times(groups.x_map), groups._design_times(groups.y_map)])
+        out = np.concatenate([intercept_row[:, None, :], out], axis=1)
     ztx = out[:, :, :p].copy()
     zty = out[:, :, p].copy()
     # Internal slope a is (x - offset) / scale: T maps internal effects to the user's.

@@ -405,9 +405,18 @@ def central_hessian(gradient, x, rel=1e-6, floor=1e-3):
     return _sym(hess)
 
 
-def _hessian(fun, theta):
-    """The criterion's Hessian in theta (``fun`` gives its value and gradient)."""
-    return central_hessian(lambda t: fun(t)[1], theta)
+def _hessian(fun, theta, grad):
+    """The criterion's Hessian in theta, for the quasi-Newton start: forward
+    differences of its gradient (``grad``, at theta; ``fun`` gives the value and
+    gradient), one evaluation per parameter."""
+    m = theta.shape[0]
+    h = 1e-6 * np.maximum(np.abs(theta), 1e-3)
+    hess = np.empty((m, m))
+    for k in range(m):
+        e = np.zeros(m)
+        e[k] = h[k]
+        hess[:, k] = (fun(theta + e)[1] - grad) / h[k]
+    return _sym(hess)
 
 
 def _quasi_newton(fun, theta, max_iter, gtol):
@@ -416,7 +425,7 @@ def _quasi_newton(fun, theta, max_iter, gtol):
     criterion falls (or, at its rounding level, until the gradient falls).  Returns
     theta, the value, the gradient and the iterations."""
     value, grad = fun(theta)
-    hess = _hessian(fun, theta)
+    hess = _hessian(fun, theta, grad)
     eig = np.linalg.eigvalsh(hess)
     if not eig.min() > 1e-10 * max(eig.max(), 1e-300):
         hess = np.eye(theta.shape[0]) * max(eig.max(), 1.0)
