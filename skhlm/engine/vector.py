@@ -129,8 +129,9 @@ def _right(stack, mat):
 
 
 def _inverse_and_logdet(M):
-    """M_g^-1 and sum_g log det M_g of a stack of small SPD matrices: closed forms
-    for q = 1 and 2 (numpy's batched LAPACK calls cost ~0.5 us a matrix), else
+    """M_g^-1 and sum_g log det M_g of a stack of small SPD matrices (M = Lambda'S
+    Lambda + I has eigenvalues >= 1, so the determinant is well conditioned): closed
+    forms for q <= 3 (numpy's batched LAPACK calls cost ~0.5 us a matrix), else
     Cholesky and inverse."""
     q = M.shape[1]
     if q == 1:
@@ -143,18 +144,21 @@ def _inverse_and_logdet(M):
         inv[:, 1, 1] = a / det
         inv[:, 0, 1] = inv[:, 1, 0] = -b / det
         return inv, float(np.log(det).sum())
+    if q == 3:
+        # The adjugate over the determinant.
+        a, b, c = M[:, 0, 0], M[:, 0, 1], M[:, 0, 2]
+        d, e, f = M[:, 1, 1], M[:, 1, 2], M[:, 2, 2]
+        c00, c01, c02 = d * f - e * e, c * e - b * f, b * e - c * d
+        det = a * c00 + b * c01 + c * c02
+        inv = np.empty_like(M)
+        inv[:, 0, 0], inv[:, 1, 1], inv[:, 2, 2] = c00 / det, (a * f - c * c) / det, (a * d - b * b) / det
+        inv[:, 0, 1] = inv[:, 1, 0] = c01 / det
+        inv[:, 0, 2] = inv[:, 2, 0] = c02 / det
+        inv[:, 1, 2] = inv[:, 2, 1] = (b * c - a * e) / det
+        return inv, float(np.log(det).sum())
     chol = np.linalg.cholesky(M)
     logdet = 2.0 * float(np.log(chol[:, np.arange(q), np.arange(q)]).sum())
     return _sym(np.linalg.inv(M)), logdet
-
-
-def _stack_matmul(left, right):
-    """left[g] @ right[g] for every g, as a sum over the (small) inner dimension of
-    elementwise products: numpy's stacked matmul of small matrices loops per group."""
-    out = left[:, :, 0, None] * right[:, None, 0, :]
-    for k in range(1, left.shape[2]):
-        out += left[:, :, k, None] * right[:, None, k, :]
-    return out
 
 
 def _batched_vector(stack, vectors):
@@ -172,7 +176,7 @@ def evaluate(stats, lam, method):
     B = _left(lam, _right(m_inv, lt))  # (G, q, q)
     F2 = stats.ztx.reshape(-1, p)
     # sum_g F_g' B_g F_g = sum_g (B_g F_g)' F_g: one product over the stacked rows.
-    BF = _stack_matmul(B, stats.ztx)
+    BF = B @ stats.ztx
     A = _sym(stats.xtx - BF.reshape(-1, p).T @ F2)
     Bc = _batched_vector(B, stats.zty)
     r = stats.xty - F2.T @ Bc.reshape(-1)
@@ -203,8 +207,7 @@ def gradient_lambda(stats, ev, method):
     prss = -2.0 * w.T @ u + 2.0 * _batched_vector(S_lam, u).T @ u
     grad += prss / ev.s2e
     if method == "reml":
-        LF = _left(lam.T, stats.ztx)  # (G, q, p) Lambda' F_g
-        H = _stack_matmul(m_inv, LF)
+        H = m_inv @ (lam.T @ stats.ztx)  # (G, q, p) M_g^-1 Lambda' F_g
         F2 = stats.ztx.reshape(-1, p)
         FP = (F2 @ ev.a_inv).reshape(-1, q, p)
         HP = (H.reshape(-1, p) @ ev.a_inv).reshape(-1, q, p)
@@ -237,7 +240,7 @@ def posterior(stats, ev, method):
     cond = ev.s2e * _left(lam, _right(ev.m_inv, lam.T))
     if method == "ml":
         return blup, cond, cond
-    K = _left(lam, _stack_matmul(ev.m_inv, _left(lam.T, stats.ztx)))  # (G, q, p) d b_j / d(-beta)
+    K = lam @ (ev.m_inv @ (lam.T @ stats.ztx))  # (G, q, p) d b_j / d(-beta)
     KP = (K.reshape(-1, K.shape[2]) @ ev.a_inv).reshape(K.shape)
     full = cond + ev.s2e * np.einsum("gap,gbp->gab", KP, K)
     return blup, cond, full
@@ -270,7 +273,7 @@ def _m_step(stats, ev, method, diagonal):
     trace_m = float(np.trace(ev.m_inv, axis1=1, axis2=2).sum())
     extra = G * q - trace_m
     if method == "reml":
-        H = _stack_matmul(ev.m_inv, _left(ev.lam.T, stats.ztx))
+        H = ev.m_inv @ (ev.lam.T @ stats.ztx)
         extra += p - float(np.vdot((H.reshape(-1, p) @ ev.a_inv).reshape(H.shape), H))
     s2e = (resid2 + ev.s2e * extra) / n
     return _sym(sigma), s2e
@@ -323,7 +326,7 @@ def _params_sigma(params, q):
     return sigma, params[-1]
 
 
-def fit(stats, method, *, diagonal=False, limits=em.Limits(), em_iter=3, verbose=0):
+def fit(stats, method, *, diagonal=False, limits=em.Limits(), em_iter=1, verbose=0):
     """Fit by EM (SQUAREM-accelerated) from lme4's start, then polish theta on the
     profiled criterion by quasi-Newton steps with the analytic gradient."""
     q = stats.q
