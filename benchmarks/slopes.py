@@ -4,6 +4,7 @@ MixedLM, on the same data, with the estimates side by side.
 
     python benchmarks/slopes.py            # ~5 min here (lme4 and statsmodels dominate)
     python benchmarks/slopes.py --sizes 1e5
+    python benchmarks/slopes.py --sizes --big   # skhlm alone: n = 1e7, 1e6 groups, q = 3
 
 Data: y = X beta + b0_g + b1_g x0 + e, p = 10 features, one random slope (x0), the
 groups' effects correlated (Sigma = [[1, .3], [.3, .5]]), s2e = 1; n = 1e5 rows in
@@ -127,6 +128,33 @@ def run(n, n_groups, reps, timeout):
     return table
 
 
+def peak_beyond_input(fit):
+    """Run ``fit()``; return its time and the peak resident memory it added (Linux:
+    the peak is reset after the data are in memory), in MB."""
+    def status(field):
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) / 1024 for line in f if line.startswith(field))
+    base = status("VmRSS")
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    seconds, out = timed(fit)
+    return seconds, status("VmHWM") - base, out
+
+
+def big(n=10_000_000, n_groups=1_000_000, p=10):
+    """n = 1e7 rows, 1e6 groups, two random slopes (q = 3): skhlm's time and memory."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(n, p))
+    g = rng.integers(0, n_groups, n).astype(np.int32)
+    S = np.array([[1.0, 0.3, 0.1], [0.3, 0.5, 0.0], [0.1, 0.0, 0.3]])
+    b = rng.multivariate_normal(np.zeros(3), S, size=n_groups)
+    y = X @ np.linspace(1, -1, p) + b[g, 0] + b[g, 1] * X[:, 0] + b[g, 2] * X[:, 1] + rng.normal(size=n)
+    seconds, memory, model = peak_beyond_input(lambda: LinearMixedRegressor(random_slopes=[0, 1]).fit(X, y, groups=g))
+    print(f"\n### n = {n}, p = {p}, {n_groups} groups, q = 3 (two random slopes)\n"
+          f"skhlm: {seconds:.1f} s, peak memory beyond the input {memory:.0f} MB (X is {X.nbytes / 2**20:.0f} MB); "
+          f"Sigma {np.round(model.variance_components_['group'], 3).tolist()} (truth {S.tolist()})")
+
+
 def sleepstudy(reps):
     d = pd.read_csv(HERE.parent / "tests" / "data" / "slopes" / "sleepstudy.csv")
     X, y, g = d[["Days"]].to_numpy(), d["y"].to_numpy(), d["g"].to_numpy()
@@ -142,6 +170,7 @@ def main(argv=None):
     parser.add_argument("--sizes", type=float, nargs="+", default=[1e5, 1e6])
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--timeout", type=float, default=600)
+    parser.add_argument("--big", action="store_true", help="also n = 1e7, 1e6 groups, q = 3 (skhlm alone)")
     args = parser.parse_args(argv)
     warnings.simplefilter("ignore")
     seconds, lr, model = sleepstudy(101)
@@ -151,6 +180,8 @@ def main(argv=None):
         table = run(int(n), int(n) // 100, args.reps, args.timeout)
         print(f"\n### n = {int(n)}, p = 10, {int(n) // 100} groups, one random slope")
         print(markdown(table))
+    if args.big:
+        big()
 
 
 if __name__ == "__main__":
