@@ -62,14 +62,19 @@ def slope_statistics(X, y, coding, units, slopes, *, diagonal, stats=None):
             products = d[:, rows, None] * dy[:, None, :]
             add(out, coding.codes[start:stop], np.ascontiguousarray(products.reshape(stop - start, width)))
     out = out.reshape(G, rows.shape[0], p + 1)
+    # Z'X and Z'y written in place, row by row (no (G, q, p + 1) intermediate: at 1e6
+    # groups each such array is hundreds of MB).
+    ztx = np.empty((G, q, p))
+    zty = np.empty((G, q))
+    ztx[:, first:] = out[:, :, :p]
+    zty[:, first:] = out[:, :, p]
+    del out
     if first:
         # Row 0, the intercept's: each group's size and sums (the groups are in the
         # coding's order, by size, as the accumulator's).
         groups = stats.groups
-        intercept_row = np.column_stack([groups._design_times(groups.x_map), groups._design_times(groups.y_map)])
-        out = np.concatenate([intercept_row[:, None, :], out], axis=1)
-    ztx = out[:, :, :p].copy()
-    zty = out[:, :, p].copy()
+        ztx[:, 0] = groups._design_times(groups.x_map)
+        zty[:, 0] = groups._design_times(groups.y_map)
     # Internal slope a is (x - offset) / scale: T maps internal effects to the user's.
     offset = units.x_offset[slopes] / units.x_scale[slopes]
     T = np.eye(q)
