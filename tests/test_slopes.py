@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy.stats import multivariate_normal
+from sklearn.exceptions import ConvergenceWarning
 
 from skhlm import LinearMixedRegressor, RandomInterceptRegressor
 from skhlm.data import slopes as slope_data
@@ -386,3 +387,110 @@ def test_em_parameters_round_trip():
     back, s2e = vector._params_sigma(params, 3)
     np.testing.assert_array_equal(back, sigma)
     assert s2e == 0.7
+
+
+def test_bad_random_slopes_are_named():
+    d = read("sleepstudy")
+    X, y, g = d[["Days"]], d["y"], d["g"]
+    cases = [
+        (LinearMixedRegressor(random_slopes=["Days"]), X.to_numpy(), "X has no column names; pass a DataFrame"),
+        (LinearMixedRegressor(random_slopes=["days"]), X, r"'days' is not a column of X \(its columns: \['Days'\]\)"),
+        (LinearMixedRegressor(random_slopes=[1]), X, "position 1 is out of range for X with 1 columns"),
+        (LinearMixedRegressor(random_slopes=[0, "Days"]), X, "names a column more than once"),
+        (LinearMixedRegressor(random_slopes=[True]), X, "give column names or integer positions"),
+    ]
+    for model, data, message in cases:
+        with pytest.raises(ValueError, match=message):
+            model.fit(data, y, groups=g)
+        assert not hasattr(model, "coef_")  # a failed fit leaves nothing
+    constant = X.assign(c=1.0)
+    with pytest.warns(UserWarning, match="rank deficient"), pytest.raises(
+        ValueError, match=r"random slope column\(s\) \[1\] are constant or linear combinations.*Remove them from random_slopes"
+    ):
+        LinearMixedRegressor(random_slopes=["c"]).fit(constant, y, groups=g)
+
+
+def test_singular_and_unconverged_fits_say_so(monkeypatch):
+    d = read("singular")
+    with pytest.warns(UserWarning, match=r"singular.*Drop a random slope, or use covariance='diagonal'"):
+        model = LinearMixedRegressor(random_slopes=["x1"]).fit(d[["x1"]], d["y"], groups=d["g"])
+    assert model.singular_ and model.converged_
+    import dataclasses
+
+    original = vector.fit
+    monkeypatch.setattr(vector, "fit", lambda *a, **k: dataclasses.replace(original(*a, **k), converged=False))
+    s = read("sleepstudy")
+    with pytest.warns(ConvergenceWarning, match="LinearMixedRegressor did not converge.*Increase max_iter"):
+        stuck = LinearMixedRegressor(random_slopes=["Days"]).fit(s[["Days"]], s["y"], groups=s["g"])
+    assert not stuck.converged_
+
+
+def test_fitted_attributes_and_the_group_column():
+    d = read("sleepstudy")
+    model = LinearMixedRegressor(random_slopes=["Days"]).fit(d[["Days"]], d["y"], groups=d["g"])
+    assert model.random_effect_names_ == ["Intercept", "Days"]
+    assert isinstance(model.n_iter_, int) and model.n_iter_ > 0
+    history = model.log_likelihood_history_
+    assert history.ndim == 1 and history.size >= 2 and history[-1] == pytest.approx(model.log_likelihood_, abs=1e-9)
+    assert np.all(np.diff(history) >= -1e-9)  # EM, then the polish: never down
+    by_column = LinearMixedRegressor(random_slopes=["Days"], group_column="g").fit(d[["Days", "g"]], d["y"])
+    np.testing.assert_array_equal(by_column.groups_, model.groups_)
+    np.testing.assert_allclose(by_column.random_effects_, model.random_effects_, rtol=1e-12)
+    assert by_column.n_features_in_ == 1
+    np.testing.assert_allclose(by_column.predict(d[["Days", "g"]].iloc[:5]), model.predict(d[["Days"]].iloc[:5], groups=d["g"][:5]))
+
+
+def test_predict_without_groups_population_and_unseen_errors():
+    d = read("sleepstudy")
+    X, y, g = d[["Days"]], d["y"], d["g"]
+    model = LinearMixedRegressor(random_slopes=["Days"]).fit(X, y, groups=g)
+    fixed = model.intercept_ + model.coef_[0] * X["Days"].to_numpy()
+    with pytest.warns(UserWarning, match="LinearMixedRegressor.predict got no groups"):
+        pred, std = model.predict(X, return_std=True)
+    np.testing.assert_allclose(pred, fixed, rtol=1e-12)
+    # Every row as a new group: its std uses Sigma, not a fitted group's condVar.
+    new_pred, new_std = model.predict(X, groups=["new"] * len(X), return_std=True)
+    np.testing.assert_allclose(std, new_std, rtol=1e-12)
+    pop, pop_std = model.predict(X, groups=g, return_std=True, population=True)
+    np.testing.assert_allclose(pop, fixed, rtol=1e-12)
+    np.testing.assert_allclose(pop_std, new_std, rtol=1e-12)
+    strict = LinearMixedRegressor(random_slopes=["Days"], unseen_groups="error").fit(X, y, groups=g)
+    with pytest.raises(ValueError, match="not seen in fit"):
+        strict.predict(X.iloc[:2], groups=["new", "s308"])
+    with pytest.raises(ValueError, match="NaN"):
+        model.predict(pd.DataFrame({"Days": [np.nan]}), groups=["s308"])
+
+
+def test_without_slopes_the_parameters_reach_the_random_intercept_engine():
+    d = read("sleepstudy")
+    X, y = d[["Days"]], d["y"]
+    for kwargs in ({"method": "ml"}, {"method": "reml", "max_iter": 3, "tol": 0.0}, {"fit_intercept": False}):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ours = LinearMixedRegressor(**kwargs).fit(X, y, groups=d["g"])
+            theirs = RandomInterceptRegressor(**kwargs).fit(X, y, groups=d["g"])
+        assert ours.n_iter_ == theirs.n_iter_ and ours.converged_ == theirs.converged_
+        assert ours.log_likelihood_ == theirs.log_likelihood_
+        np.testing.assert_array_equal(ours.coef_, theirs.coef_)
+        assert ours.intercept_ == theirs.intercept_
+    strict = LinearMixedRegressor(unseen_groups="error", group_column="g").fit(d[["Days", "g"]], y)
+    with pytest.raises(ValueError, match="not seen in fit"):
+        strict.predict(pd.DataFrame({"Days": [1.0], "g": ["new"]}))
+
+
+def test_summary_ddf_options_and_bad_arguments():
+    d = read("sleepstudy")
+    model = LinearMixedRegressor(random_slopes=["Days"]).fit(d[["Days"]], d["y"], groups=d["g"])
+    residual = model.summary(ddf="residual").fixed_effects
+    np.testing.assert_array_equal(residual["df"], [180 - 2, 180 - 2])
+    z = model.summary(ddf="asymptotic")
+    assert np.isinf(z.fixed_effects["df"]).all() and "Wald z-tests" in str(z) and "Pr(>|z|)" in str(z)
+    from scipy import stats as st
+    np.testing.assert_allclose(z.fixed_effects["p_value"], 2 * st.norm.sf(np.abs(z.fixed_effects["t_value"])), rtol=1e-9)
+    narrow = model.summary(level=0.5).fixed_effects
+    half = narrow["ci_upper"] - narrow["estimate"]
+    np.testing.assert_allclose(half, st.t.ppf(0.75, narrow["df"]) * narrow["std_error"], rtol=1e-9)
+    with pytest.raises(ValueError, match="ddf must be one of"):
+        model.summary(ddf="kenward-roger")
+    with pytest.raises(ValueError, match="level"):
+        model.summary(level=1.5)
