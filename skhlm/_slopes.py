@@ -382,7 +382,7 @@ class LinearMixedRegressor(GroupedRegressorMixin, RegressorMixin, BaseEstimator)
         order = np.empty(G, dtype=np.intp)
         order[fit.level] = np.arange(G)
         scale = units.y_scale
-        self.groups_ = fit.levels if data.grouped else np.array([])
+        self.groups_ = fit.levels  # (the slopes' fit always has groups)
         self.random_effects_ = (scale * result.blup @ fit.T.T)[order]
         self.random_effects_var_ = (scale**2 * (fit.T @ result.cond_var @ fit.T.T))[order]
         self.log_likelihood_ = float(fit.user_log_likelihood_of(result.deviance))

@@ -494,3 +494,62 @@ def test_summary_ddf_options_and_bad_arguments():
         model.summary(ddf="kenward-roger")
     with pytest.raises(ValueError, match="level"):
         model.summary(level=1.5)
+
+
+@pytest.mark.parametrize("diagonal", [False, True])
+def test_without_a_fixed_intercept_z_keeps_its_ones(diagonal):
+    # lme4's y ~ 0 + x1 + x2 + (1 + x1 | g): the random intercept stays.  The fitted
+    # log-likelihood is the dense density at the fitted parameters, and the fit is
+    # the criterion's minimum (Nelder-Mead from it finds nothing lower).
+    from scipy import optimize
+
+    X, y, codes = small_data(6, G=30)
+    model = LinearMixedRegressor(random_slopes=[0], fit_intercept=False, method="ml",
+                                 covariance="diagonal" if diagonal else "unstructured")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        model.fit(X, y, groups=codes)
+    assert model.intercept_ == 0.0
+    sigma, s2e = model.variance_components_["group"], model.variance_components_["residual"]
+    assert sigma[0, 0] > 0.5  # the random intercept carries y's level
+    total = 0.0
+    for j in np.unique(codes):
+        rows = codes == j
+        Z = np.column_stack([np.ones(rows.sum()), X[rows, 0]])
+        V = Z @ sigma @ Z.T + s2e * np.eye(rows.sum())
+        total += multivariate_normal(X[rows] @ model.coef_, V).logpdf(y[rows])
+    assert model.log_likelihood_ == pytest.approx(total, abs=1e-8)
+    fit = model._result
+    q = 2
+    best = optimize.minimize(
+        lambda t: vector.criterion_and_gradient(fit.slope_stats, t, "ml", diagonal)[0],
+        fit.result.theta * 1.05, method="Nelder-Mead", options={"xatol": 1e-10, "fatol": 1e-12, "maxiter": 20000},
+    )
+    assert fit.result.deviance <= best.fun + 1e-8
+    assert vector.n_theta(q, diagonal) == fit.result.theta.size
+
+
+def test_without_slopes_predict_std_summary_and_shapes_are_the_intercept_models():
+    X, y, codes = small_data(8, G=30)
+    model = LinearMixedRegressor().fit(X, y, groups=codes)
+    ri = RandomInterceptRegressor().fit(X, y, groups=codes)
+    assert model.random_effect_names_ == ["Intercept"]
+    assert model.random_effects_.shape == (30, 1) and model.random_effects_var_.shape == (30, 1, 1)
+    np.testing.assert_array_equal(model.random_effects_var_[:, 0, 0], ri.random_effects_var_)
+    given = np.concatenate([codes[:5], [999]])
+    ours, std = model.predict(X[:6], groups=given, return_std=True)
+    theirs, their_std = ri.predict(X[:6], groups=given, return_std=True)
+    np.testing.assert_array_equal(ours, theirs)
+    np.testing.assert_array_equal(std, their_std)
+    assert str(model.summary()) == str(ri.summary())
+    assert model.summary(level=0.9, ddf="residual").fixed_effects.equals(ri.summary(level=0.9, ddf="residual").fixed_effects)
+
+
+def test_predict_with_groups_says_nothing():
+    d = read("sleepstudy")
+    model = LinearMixedRegressor(random_slopes=["Days"]).fit(d[["Days"]], d["y"], groups=d["g"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model.predict(d[["Days"]], groups=d["g"])
+        model.predict(d[["Days"]], population=True)
+        model.predict(d[["Days"]], groups=d["g"], return_std=True)

@@ -39,17 +39,17 @@ def slope_statistics(X, y, coding, units, slopes, *, diagonal, stats=None):
     T : ndarray of shape (q, q)
     """
     slopes = np.asarray(slopes, dtype=np.intp)
-    # A slope's column in the design: the intercept first, then the kept columns.
-    position = np.cumsum(units.kept) - 1 + 1
-    zcols = np.concatenate([[0], position[slopes]]).astype(np.intp)
+    # A slope's column in the design: the kept columns, after the intercept's column
+    # when the fixed part has one.  Z's first column is always the ones.
+    fi = int(units.fit_intercept)
+    spos = (np.cumsum(units.kept) - 1 + fi)[slopes].astype(np.intp)
     n = X.shape[0]
     p = units.n_params
-    q = zcols.shape[0]
+    q = spos.shape[0] + 1
     G = coding.n_groups
     # The pass adds the slope rows only, when the intercept's row is known.
     first = 1 if stats is not None else 0
-    rows = zcols[first:]
-    width = rows.shape[0] * (p + 1)
+    width = (q - first) * (p + 1)
     out = np.zeros((G, width))
     if width:
         n_block = min(max(n, 1), _BLOCK_ROWS, max(256, _BLOCK_BYTES // (8 * max(width, p))))
@@ -59,9 +59,10 @@ def slope_statistics(X, y, coding, units, slopes, *, diagonal, stats=None):
             stop = min(start + n_block, n)
             d = units.design_rows(X[start:stop])
             dy = np.column_stack([d, (y[start:stop] - y_offset) / y_scale])
-            products = d[:, rows, None] * dy[:, None, :]
+            z = d[:, spos] if first else np.column_stack([np.ones(stop - start), d[:, spos]])
+            products = z[:, :, None] * dy[:, None, :]
             add(out, coding.codes[start:stop], np.ascontiguousarray(products.reshape(stop - start, width)))
-    out = out.reshape(G, rows.shape[0], p + 1)
+    out = out.reshape(G, q - first, p + 1)
     # Z'X and Z'y written in place, row by row (no (G, q, p + 1) intermediate: at 1e6
     # groups each such array is hundreds of MB).
     ztx = np.empty((G, q, p))
@@ -70,26 +71,30 @@ def slope_statistics(X, y, coding, units, slopes, *, diagonal, stats=None):
     zty[:, first:] = out[:, :, p]
     del out
     if first:
-        # Row 0, the intercept's: each group's size and sums (the groups are in the
-        # coding's order, by size, as the accumulator's).
+        # Row 0, the intercept's: each group's sums of the design and y (the groups
+        # are in the coding's order, by size, as the accumulator's).
         groups = stats.groups
         ztx[:, 0] = groups._design_times(groups.x_map)
         zty[:, 0] = groups._design_times(groups.y_map)
+    # Z'Z: its slope columns are columns of Z'X; the ones' column is the groups'
+    # sizes and the slopes' sums (row 0 of Z'X).
+    ztz = np.empty((G, q, q))
+    ztz[:, :, 1:] = ztx[:, :, spos]
+    ztz[:, 0, 0] = coding.sizes
+    ztz[:, 1:, 0] = ztz[:, 0, 1:]
     # Internal slope a is (x - offset) / scale: T maps internal effects to the user's.
     offset = units.x_offset[slopes] / units.x_scale[slopes]
     T = np.eye(q)
     T[0, 1:] = -offset
     T[np.arange(1, q), np.arange(1, q)] = 1.0 / units.x_scale[slopes]
-    if diagonal:
+    if diagonal and offset.any():
         # Uncentered slopes x / scale = internal + offset: Z_d = Z U, U = I + e_0 offset'.
         U = np.eye(q)
         U[0, 1:] = offset
         ztx = U.T @ ztx
         zty = zty @ U
+        ztz = U.T @ ztz @ U
         T = T @ U
-    ztz = ztx[:, :, zcols]
-    if diagonal:
-        ztz = ztz @ U
     ztz = 0.5 * (ztz + np.swapaxes(ztz, 1, 2))
     return ztz, ztx, zty, T
 
