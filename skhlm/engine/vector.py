@@ -228,7 +228,7 @@ def gradient_lambda(stats, ev, method):
     """d criterion / d Lambda (q, q), at the profiled beta and s2e (their own
     derivatives vanish there)."""
     lam, m_inv, u, w = ev.lam, ev.m_inv, ev.u, ev.w
-    q, p = stats.q, stats.n_params
+    q = stats.q
     S_lam = _right(stats.ztz, lam)  # (G, q, q)
     # sum_g S_g Lambda M_g^-1, and the penalized residual sum of squares over s2e.
     grad = 2.0 * S_lam.transpose(1, 0, 2).reshape(q, -1) @ m_inv.reshape(-1, q)
