@@ -32,6 +32,7 @@ MODELS = [
     ("many_small", "pairs", "x1 + x2", "x1", "unstructured"),
     ("scaled", "badly_scaled", "x1 + x2", "x1", "unstructured"),
     ("singular", "no_slope_variance", "x1", "x1", "unstructured"),
+    ("no_intercept", "zero", "0 + x1 + x2", "x1", "unstructured"),
 ]
 
 
@@ -89,6 +90,11 @@ def main():
     rng3 = np.random.default_rng(3)
     data["singular"] = simulate(rng3, rng3.integers(4, 10, 15), np.array([[1.0, 0.0], [0.0, 0.0]]), 1.0,
                                 np.array([0.5]), lambda n, c: rng3.normal(size=(n, 1)))
+    # No fixed intercept (y ~ 0 + x1 + x2 + (1 + x1 | g)): the random intercept
+    # carries y's level (10).
+    rng4 = np.random.default_rng(4)
+    data["no_intercept"] = simulate(rng4, rng4.integers(5, 15, 40), np.array([[1.0, 0.3], [0.3, 0.5]]), 1.0,
+                                    np.array([1.0, -0.5]), lambda n, c: rng4.normal(size=(n, 2)))
     for name, frame in data.items():
         frame.to_csv(OUT / f"{name}.csv", index=False, float_format="%.10g")
     pd.DataFrame(MODELS, columns=["data", "model", "terms", "slopes", "covariance"]).to_csv(
