@@ -21,7 +21,7 @@ from sklearn.linear_model import ElasticNet, LinearRegression, Ridge
 from sklearn.tree import DecisionTreeRegressor
 
 from skhlm import MixedEffectsRegressor, RandomInterceptRegressor
-from skhlm._mixed import _cross_fit, _learner_variance, group_halves, warm_startable
+from skhlm._crossfit import _cross_fit, _learner_variance, group_halves, warm_startable
 
 from conftest import simulate_multilevel
 
