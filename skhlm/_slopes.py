@@ -385,11 +385,9 @@ class LinearMixedRegressor(GroupedRegressorMixin, RegressorMixin, BaseEstimator)
         self.groups_ = fit.levels  # (the slopes' fit always has groups)
         self.random_effects_ = (scale * result.blup @ fit.T.T)[order]
         self.random_effects_var_ = (scale**2 * (fit.T @ result.cond_var @ fit.T.T))[order]
-        self.log_likelihood_ = float(fit.user_log_likelihood_of(result.deviance))
+        self.log_likelihood_ = fit.user_log_likelihood
         self.log_likelihood_history_ = np.array([fit.user_log_likelihood_of(d) for d in result.history])
-        k = fit.n_parameters
-        self.aic_ = -2.0 * self.log_likelihood_ + 2.0 * k
-        self.bic_ = -2.0 * self.log_likelihood_ + k * math.log(fit.n_obs)
+        self.aic_, self.bic_ = fit.aic, fit.bic
         self.n_iter_ = result.n_iter
         self.converged_ = result.converged
         self.singular_ = fit.singular

@@ -354,7 +354,7 @@ def _params_sigma(params, q):
     return sigma, params[-1]
 
 
-def fit(stats, method, *, diagonal=False, limits=em.Limits(), em_iter=1, verbose=0):
+def fit(stats, method, *, diagonal=False, limits=em.Limits(), em_iter=1):
     """Fit by EM (SQUAREM-accelerated) from lme4's start, then polish theta on the
     profiled criterion by quasi-Newton steps with the analytic gradient."""
     q = stats.q

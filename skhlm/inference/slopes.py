@@ -144,6 +144,23 @@ def _free_transform(kinds):
     return to_free, from_free
 
 
+def _bracket(zeta, estimate, limit, z):
+    """An interval around where |zeta| crosses z: stepping from the estimate toward
+    the limit (which zeta reaches), or, with no limit, upward by factors of 1.5."""
+    previous = estimate
+    if limit is None:
+        v = estimate * 1.5 if estimate > 0 else 1.0
+        while zeta(v) < z:
+            previous, v = v, v * 1.5
+        return previous, v
+    for t in (0.25, 0.5, 0.75, 0.9, 0.99, 1.0):
+        v = estimate + t * (limit - estimate)
+        if abs(zeta(v)) >= z:
+            return tuple(sorted((previous, v)))
+        previous = v
+    return tuple(sorted((estimate, limit)))
+
+
 def profile_intervals(fit, level=0.95):
     """lme4's ``confint(m, method = "profile")`` for the variance parameters: for each
     sd, correlation and sigma, the values where the ML deviance, minimized over the
@@ -160,17 +177,16 @@ def profile_intervals(fit, level=0.95):
     to_free, from_free = _free_transform(kinds)
     dev_min = deviance(phi_hat)
     z = float(np.sqrt(st.chi2.ppf(level, 1)))
-    kinds_all = kinds + [("sigma", -1, -1)]
     rows = []
-    for j, (kind, _, _) in enumerate(kinds_all):
-        others = np.array([m for m in range(phi_hat.size) if m != j])
-        start = {"x": to_free(phi_hat)[others]}
+    for j, (kind, _, _) in enumerate(kinds + [("sigma", -1, -1)]):
+        others = np.arange(phi_hat.size) != j
+        start = {"x": to_free(phi_hat)[others]}  # each inner fit starts from the last
 
-        def profiled(v, j=j, others=others, start=start):
+        def zeta(v, j=j, others=others, start=start):
+            """The signed root of the profiled deviance's rise at phi_j = v."""
             def inner(x):
-                phi = np.empty_like(phi_hat)
+                phi = from_free(np.where(others, np.insert(x, j, 0.0), 0.0))
                 phi[j] = v
-                phi[others] = from_free_others(x, others)
                 return deviance(phi)
 
             with np.errstate(invalid="ignore"):  # Nelder-Mead's test on an infinite vertex
@@ -178,49 +194,19 @@ def profile_intervals(fit, level=0.95):
                                         options={"xatol": 1e-9, "fatol": 1e-11, "maxiter": 20000, "maxfev": 20000})
             if np.isfinite(res.fun):
                 start["x"] = res.x
-            return res.fun
-
-        def from_free_others(x, others):
-            full = np.zeros(phi_hat.size)
-            full[others] = x
-            return from_free(full)[others]
-
-        def zeta(v):
-            rise = max(profiled(v) - dev_min, 0.0)
-            return np.sign(v - phi_hat[j]) * np.sqrt(rise)
+            return np.sign(v - phi_hat[j]) * np.sqrt(max(res.fun - dev_min, 0.0))
 
         bounds = []
         for direction in (-1.0, 1.0):
             start["x"] = to_free(phi_hat)[others]
-            target = direction * z
-            if kind == "cor":
-                limit = direction * (1.0 - 1e-9)
-            elif direction < 0:
-                limit = phi_hat[j] * 1e-9
-            else:
-                limit = None
-            if limit is not None:
-                if abs(zeta(limit)) < z:  # never reaches the critical value
-                    bounds.append(direction if kind == "cor" else 0.0)
-                    continue
-                start["x"] = to_free(phi_hat)[others]
-                a, b = sorted((phi_hat[j], limit))
-                # Step from the estimate toward the limit to bracket the crossing.
-                prev = phi_hat[j]
-                found = None
-                for t in (0.25, 0.5, 0.75, 0.9, 0.99, 1.0):
-                    v = phi_hat[j] + t * (limit - phi_hat[j])
-                    if abs(zeta(v)) >= z:
-                        found = (prev, v)
-                        break
-                    prev = v
-                lo, hi = sorted(found)
-            else:
-                prev, v = phi_hat[j], phi_hat[j] * 1.5 if phi_hat[j] > 0 else 1.0
-                while zeta(v) < z:
-                    prev, v = v, v * 1.5
-                lo, hi = prev, v
-            root = optimize.brentq(lambda v: zeta(v) - target, lo, hi, xtol=1e-10 * max(abs(hi), 1e-12), rtol=1e-10)
-            bounds.append(root)
+            # A correlation ends at +-1 and an sd at 0; upward an sd or sigma is open.
+            limit = direction * (1.0 - 1e-9) if kind == "cor" else (phi_hat[j] * 1e-9 if direction < 0 else None)
+            if limit is not None and abs(zeta(limit)) < z:  # never reaches the critical value
+                bounds.append(direction if kind == "cor" else 0.0)
+                continue
+            start["x"] = to_free(phi_hat)[others]
+            lo, hi = _bracket(zeta, phi_hat[j], limit, z)
+            bounds.append(optimize.brentq(lambda v: zeta(v) - direction * z, lo, hi,
+                                          xtol=1e-10 * max(abs(hi), 1e-12), rtol=1e-10))
         rows.append(bounds)
     return pd.DataFrame(rows, index=names, columns=["lower", "upper"])
