@@ -288,10 +288,10 @@ class LinearMixedRegressor(GroupedRegressorMixin, RegressorMixin, BaseEstimator)
                     "random_slopes."
                 )
             diagonal = self.covariance == "diagonal"
-            ztz, ztx, zty, T = slope_data.slope_statistics(
+            ztz, ztd, T = slope_data.slope_statistics(
                 data.X, data.y, data.coding, units, slopes, diagonal=diagonal, stats=stats
             )
-            engine_stats = slope_data.build(stats, ztz, ztx, zty)
+            engine_stats = slope_data.build(stats, ztz, ztd)
             with small_matrix_blas(stats.n_params):
                 result = vector.fit(
                     engine_stats, self.method, diagonal=diagonal, limits=Limits(self.max_iter, self.tol)

@@ -132,8 +132,8 @@ def engine_stats(X, y, codes, slopes, diagonal):
     accumulator = StatsAccumulator(fit_intercept=True)
     accumulator.add(X, y, coding)
     stats, units, _ = accumulator.finalize()
-    ztz, ztx, zty, T = slope_data.slope_statistics(X, y, coding, units, slopes, diagonal=diagonal)
-    return slope_data.build(stats, ztz, ztx, zty), units, T, coding
+    ztz, ztd, T = slope_data.slope_statistics(X, y, coding, units, slopes, diagonal=diagonal)
+    return slope_data.build(stats, ztz, ztd), units, T, coding
 
 
 def dense_log_likelihood(X, y, codes, slopes, beta, intercept, sigma, s2e, method):

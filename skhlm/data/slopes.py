@@ -35,7 +35,8 @@ def slope_statistics(X, y, coding, units, slopes, *, diagonal, stats=None):
 
     Returns
     -------
-    ztz, ztx, zty : per-group statistics, groups in the coding's order
+    ztz, ztd : per-group Z'Z (G, q, q) and Z'[X, y] (G, q, p + 1), groups in the
+        coding's order
     T : ndarray of shape (q, q)
     """
     slopes = np.asarray(slopes, dtype=np.intp)
@@ -62,24 +63,20 @@ def slope_statistics(X, y, coding, units, slopes, *, diagonal, stats=None):
             z = d[:, spos] if first else np.column_stack([np.ones(stop - start), d[:, spos]])
             products = z[:, :, None] * dy[:, None, :]
             add(out, coding.codes[start:stop], np.ascontiguousarray(products.reshape(stop - start, width)))
-    out = out.reshape(G, q - first, p + 1)
-    # Z'X and Z'y written in place, row by row (no (G, q, p + 1) intermediate: at 1e6
-    # groups each such array is hundreds of MB).
-    ztx = np.empty((G, q, p))
-    zty = np.empty((G, q))
-    ztx[:, first:] = out[:, :, :p]
-    zty[:, first:] = out[:, :, p]
-    del out
+    # Z'[X, y] in one (G, q, p + 1) array (its slope rows from the pass).
+    ztd = out.reshape(G, q, p + 1) if not first else np.empty((G, q, p + 1))
     if first:
+        ztd[:, 1:] = out.reshape(G, q - 1, p + 1)
+        del out
         # Row 0, the intercept's: each group's sums of the design and y (the groups
         # are in the coding's order, by size, as the accumulator's).
         groups = stats.groups
-        ztx[:, 0] = groups._design_times(groups.x_map)
-        zty[:, 0] = groups._design_times(groups.y_map)
+        ztd[:, 0, :p] = groups._design_times(groups.x_map)
+        ztd[:, 0, p] = groups._design_times(groups.y_map)
     # Z'Z: its slope columns are columns of Z'X; the ones' column is the groups'
     # sizes and the slopes' sums (row 0 of Z'X).
     ztz = np.empty((G, q, q))
-    ztz[:, :, 1:] = ztx[:, :, spos]
+    ztz[:, :, 1:] = ztd[:, :, spos]
     ztz[:, 0, 0] = coding.sizes
     ztz[:, 1:, 0] = ztz[:, 0, 1:]
     # Internal slope a is (x - offset) / scale: T maps internal effects to the user's.
@@ -91,17 +88,14 @@ def slope_statistics(X, y, coding, units, slopes, *, diagonal, stats=None):
         # Uncentered slopes x / scale = internal + offset: Z_d = Z U, U = I + e_0 offset'.
         U = np.eye(q)
         U[0, 1:] = offset
-        ztx = U.T @ ztx
-        zty = zty @ U
+        ztd = U.T @ ztd
         ztz = U.T @ ztz @ U
         T = T @ U
     ztz = 0.5 * (ztz + np.swapaxes(ztz, 1, 2))
-    return ztz, ztx, zty, T
+    return ztz, ztd, T
 
 
-def build(stats, ztz, ztx, zty):
+def build(stats, ztz, ztd):
     """The :class:`~skhlm.engine.vector.SlopeStats` of the fixed-effect statistics and
     the per-group ones."""
-    return SlopeStats(
-        xtx=stats.xtx, xty=stats.xty, yty=stats.yty, n_obs=stats.n_obs, ztz=ztz, ztx=ztx, zty=zty
-    )
+    return SlopeStats(xtx=stats.xtx, xty=stats.xty, yty=stats.yty, n_obs=stats.n_obs, ztz=ztz, ztd=ztd)

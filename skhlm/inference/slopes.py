@@ -12,14 +12,14 @@ so the engine's standardized units give lmerTest's numbers.
 """
 
 import numpy as np
-from ..engine import vector
+from ..engine import newton, vector
 
 
 def varpar_gradient(stats, varpar, method, diagonal):
     """d devfun_vp / d(theta, sigma) at ``varpar`` = (theta..., sigma)."""
     theta, sigma = varpar[:-1], varpar[-1]
     lam = vector.lambda_of(theta, stats.q, diagonal)
-    ev = vector.evaluate_at(stats, lam, sigma**2, method)
+    ev = vector.evaluate_at(stats, lam, sigma**2, method, vector.GRADIENT)
     g_theta = vector.theta_of_gradient(vector.gradient_lambda(stats, ev, method), diagonal)
     m = stats.n_obs if method == "ml" else stats.n_obs - stats.n_params
     g_sigma = 2.0 * m / sigma - 2.0 * ev.pwrss / sigma**3
@@ -28,7 +28,7 @@ def varpar_gradient(stats, varpar, method, diagonal):
 
 def varpar_hessian(stats, varpar, method, diagonal):
     """The Hessian of devfun_vp: central differences of its analytic gradient."""
-    return vector.central_hessian(lambda v: varpar_gradient(stats, v, method, diagonal), varpar, 1e-5, 1e-2)
+    return newton.central_hessian(lambda v: varpar_gradient(stats, v, method, diagonal), varpar, 1e-5, 1e-2)
 
 
 def coef_covariance(stats, varpar, method, diagonal):
