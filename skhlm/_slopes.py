@@ -108,6 +108,10 @@ class SlopeFit:
         return bool(np.diag(self.user_lambda()).min() < vector.SINGULAR_TOL)
 
 
+# Rows per block of the residuals' pass.
+_RESIDUAL_BLOCK = 1 << 16
+
+
 class LinearMixedRegressor(GroupedRegressorMixin, RegressorMixin, BaseEstimator):
     """Linear mixed model with random intercepts and slopes, fitted as lme4 does.
 
@@ -312,20 +316,26 @@ class LinearMixedRegressor(GroupedRegressorMixin, RegressorMixin, BaseEstimator)
         )
         self._publish_slopes(fit, data)
         # lme4's scaled residuals, (y - x'beta - z'b_j) / sigma: one more pass.
-        resid = data.y - self._conditional_mean(data.X, data.coding)
+        resid = self._residuals(data.X, data.y, data.coding)
         quantiles = quartiles(resid) / np.sqrt(self.variance_components_["residual"])
         self._result = dataclasses.replace(fit, residual_quantiles=quantiles)
         return self
 
-    def _conditional_mean(self, X, coding):
-        """x'beta + z'b_j of the rows of fit (coding: their groups)."""
-        mean = X @ self.coef_
-        mean += self.intercept_
-        index = coding.level[coding.codes]
-        mean += self.random_effects_[:, 0][index]
-        for k, column in enumerate(self._slope_columns_, start=1):
-            mean += X[:, column] * self.random_effects_[:, k][index]
-        return mean
+    def _residuals(self, X, y, coding):
+        """y - x'beta - z'b_j of the rows of fit (coding: their groups), in blocks of
+        rows: one (n,) array and nothing else of size n."""
+        resid = np.empty(X.shape[0])
+        effects = self.random_effects_
+        for start in range(0, X.shape[0], _RESIDUAL_BLOCK):
+            rows = slice(start, start + _RESIDUAL_BLOCK)
+            x, b = X[rows], effects.take(coding.level.take(coding.codes[rows]), axis=0)
+            mean = x @ self.coef_
+            mean += b[:, 0]
+            for k, column in enumerate(self._slope_columns_, start=1):
+                mean += x[:, column] * b[:, k]
+            np.subtract(y[rows], mean, out=resid[rows])
+            resid[rows] -= self.intercept_
+        return resid
 
     def _fit_without_groups(self, X, y):
         """No groups: no random effects, ordinary least squares (with a warning), as
@@ -377,14 +387,13 @@ class LinearMixedRegressor(GroupedRegressorMixin, RegressorMixin, BaseEstimator)
         }
         names = data.names.features
         self.random_effect_names_ = ["Intercept", *[names[s] for s in fit.slopes]]
-        # The engine's groups are in size order; groups_ is in label order.
-        G = fit.level.shape[0]
-        order = np.empty(G, dtype=np.intp)
-        order[fit.level] = np.arange(G)
-        scale = units.y_scale
         self.groups_ = fit.levels  # (the slopes' fit always has groups)
-        self.random_effects_ = (scale * result.blup @ fit.T.T)[order]
-        self.random_effects_var_ = (scale**2 * (fit.T @ result.cond_var @ fit.T.T))[order]
+        # In the user's units (b = y_scale T b_internal) and label order (the
+        # engine's groups are in size order: engine group j is label level[j]).
+        with small_matrix_blas(units.n_params):
+            self.random_effects_, self.random_effects_var_ = vector.posterior(
+                fit.slope_stats, result.lam, result.beta, result.s2e, units.y_scale * fit.T @ result.lam, fit.level
+            )
         self.log_likelihood_ = fit.user_log_likelihood
         self.log_likelihood_history_ = np.array([fit.user_log_likelihood_of(d) for d in result.history])
         self.aic_, self.bic_ = fit.aic, fit.bic

@@ -350,17 +350,24 @@ def criterion_and_gradient(stats, theta, method, diagonal):
     return ev.deviance, theta_of_gradient(gradient_lambda(stats, ev, method), diagonal)
 
 
-def posterior(stats, ev):
+def posterior(stats, lam, beta, s2e, outer=None, rows=None):
     """Each group's random effects given the data: the BLUPs b_j = Lambda u_j (G, q)
-    and their covariance given beta, s2e Lambda M_j^-1 Lambda' (G, q, q), lme4's
-    condVar: one more pass over the groups."""
-    lam, G, q = ev.lam, stats.n_groups, stats.q
-    blup, cond = np.empty((G, q)), np.empty((G, q, q))
-    gamma, kron = ev.gamma, np.kron(lam, lam)
+    and their covariance given beta, s2e Lambda M_j^-1 Lambda' (lme4's condVar,
+    (G, q, q)), in one more pass over the groups.
+
+    ``outer`` (default Lambda) replaces the Lambda outside u_j and M_j^-1, to give
+    them in other units (L = c T Lambda for b in units c T b); group j is written to
+    row ``rows[j]`` (default j).  Nothing of size G is formed besides the results.
+    """
+    G = stats.n_groups
+    outer = lam if outer is None else outer
+    blup, cond = np.empty((G, outer.shape[0])), np.empty((G, outer.shape[0], outer.shape[0]))
+    gamma, kron = np.append(-beta, 1.0), np.kron(lam, lam)
     for block in _blocks(G):
         m_inv, _, _, K = _group_terms(stats.ztz[block], stats.ztd[block], lam, kron)
-        blup[block] = (K @ gamma) @ lam.T
-        cond[block] = ev.s2e * _left(lam, _right(m_inv, lam.T))
+        where = block if rows is None else rows[block]
+        blup[where] = (K @ gamma) @ outer.T
+        cond[where] = s2e * _left(outer, _right(m_inv, outer.T))
     return blup, cond
 
 
@@ -417,7 +424,8 @@ def _relative_factor(sigma, s2e):
 
 @dataclass(frozen=True, eq=False)
 class VectorResult:
-    """A fitted model with vector random effects, in standardized units."""
+    """A fitted model with vector random effects, in standardized units (the random
+    effects given the data: :func:`posterior`)."""
 
     theta: np.ndarray
     lam: np.ndarray
@@ -425,8 +433,6 @@ class VectorResult:
     s2e: float
     sigma: np.ndarray  # (q, q) covariance of the random effects
     deviance: float
-    blup: np.ndarray  # (G, q)
-    cond_var: np.ndarray  # (G, q, q)
     coef_cov: np.ndarray  # (p, p) s2e A^-1
     n_iter: int
     converged: bool
@@ -504,7 +510,6 @@ def fit(stats, method, *, diagonal=False, limits=em.Limits(), em_iter=1):
     # criterion, beta, s2e and BLUPs.
     theta = theta_of(lambda_of(theta, q, diagonal), diagonal)
     lam = lambda_of(theta, q, diagonal)
-    blup, cond = posterior(stats, dataclasses.replace(ev, lam=lam))
     singular = bool(np.min(np.abs(np.diag(lam))) < SINGULAR_TOL)
     converged = bool(np.max(np.abs(grad)) <= 1e-6 * scale or singular)
     return VectorResult(
@@ -514,8 +519,6 @@ def fit(stats, method, *, diagonal=False, limits=em.Limits(), em_iter=1):
         s2e=ev.s2e,
         sigma=ev.s2e * lam @ lam.T,
         deviance=ev.deviance,
-        blup=blup,
-        cond_var=cond,
         coef_cov=ev.s2e * ev.a_inv,
         n_iter=n_iter + n_polish,
         converged=converged,
