@@ -17,7 +17,7 @@ from ._blas import blas_threads, small_matrix_blas
 from ._intercept import RandomInterceptRegressor, accumulate, prepare
 from .data import slopes as slope_data
 from .data.units import Standardization
-from .engine import vector
+from .engine import slope_pass, vector
 from .engine.em import Limits
 from .inference.residuals import quartiles
 
@@ -391,7 +391,7 @@ class LinearMixedRegressor(GroupedRegressorMixin, RegressorMixin, BaseEstimator)
         # In the user's units (b = y_scale T b_internal) and label order (the
         # engine's groups are in size order: engine group j is label level[j]).
         with small_matrix_blas(units.n_params):
-            self.random_effects_, self.random_effects_var_ = vector.posterior(
+            self.random_effects_, self.random_effects_var_ = slope_pass.posterior(
                 fit.slope_stats, result.lam, result.beta, result.s2e, units.y_scale * fit.T @ result.lam, fit.level
             )
         self.log_likelihood_ = fit.user_log_likelihood

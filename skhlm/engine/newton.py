@@ -40,16 +40,33 @@ def _hessian(fun, theta, grad):
     return _sym(hess)
 
 
-def quasi_newton(fun, theta, max_iter, gtol):
-    """Minimize ``fun`` (value and gradient) from ``theta``: Newton's step on a
-    finite-difference Hessian, then BFGS updates of it; a step is halved until the
-    criterion falls (or, at its rounding level, until the gradient falls).  Returns
-    theta, the value, the gradient and the iterations."""
-    value, grad = fun(theta)
-    hess = _hessian(fun, theta, grad)
+def _positive_definite(hess):
+    if not np.isfinite(hess).all():
+        return False
     eig = np.linalg.eigvalsh(hess)
-    if not eig.min() > 1e-10 * max(eig.max(), 1e-300):
-        hess = np.eye(theta.shape[0]) * max(eig.max(), 1.0)
+    return bool(eig.min() > 1e-10 * max(eig.max(), 1e-300))
+
+
+def quasi_newton(fun, theta, max_iter, gtol, hessian_fun=None):
+    """Minimize ``fun`` (value and gradient) from ``theta``: Newton's step on a
+    finite-difference Hessian (of ``hessian_fun``'s gradient, default ``fun``'s: a
+    cheaper function with about the same curvature may stand in), then BFGS updates
+    of it; a step is halved until the criterion falls (or, at its rounding level,
+    until the gradient falls).  Returns theta, the value, the gradient and the
+    iterations."""
+    value, grad = fun(theta)
+    hess = None
+    if hessian_fun is not None:
+        try:
+            hess = _hessian(hessian_fun, theta, hessian_fun(theta)[1])
+        except np.linalg.LinAlgError:  # the stand-in is not defined there
+            hess = None
+        if hess is not None and not _positive_definite(hess):
+            hess = None
+    if hess is None:
+        hess = _hessian(fun, theta, grad)
+    if not _positive_definite(hess):
+        hess = np.eye(theta.shape[0]) * max(np.abs(hess).max(), 1.0)
     n_iter = 0
     for n_iter in range(1, max_iter + 1):
         if np.max(np.abs(grad)) <= gtol:
