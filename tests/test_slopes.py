@@ -1,6 +1,7 @@
 """LinearMixedRegressor: random slopes against lme4, a dense implementation and the
 random intercept engine."""
 
+import dataclasses
 import json
 import warnings
 from pathlib import Path
@@ -556,3 +557,116 @@ def test_predict_with_groups_says_nothing():
         model.predict(d[["Days"]], groups=d["g"])
         model.predict(d[["Days"]], population=True)
         model.predict(d[["Days"]], groups=d["g"], return_std=True)
+
+
+def internal_design(X, y, codes, slopes, diagonal):
+    """The engine's standardized rows: design D (intercept first), response and Z."""
+    stats, units, T, coding = engine_stats(X, y, codes, slopes, diagonal)
+    D = units.design_rows(X)
+    t = (y - units.y_offset) / units.y_scale
+    Z = np.column_stack([np.ones(len(y)), D[:, np.asarray(slopes) + 1]])
+    if diagonal:  # the diagonal model's slopes are only scaled (see slope_statistics)
+        Z = np.column_stack([np.ones(len(y)), X[:, slopes] / units.x_scale[slopes]])
+    return stats, D, t, Z, coding
+
+
+@pytest.mark.parametrize("diagonal", [False, True])
+@pytest.mark.parametrize("method", ["ml", "reml"])
+def test_the_em_step_is_the_dense_textbook_step(method, diagonal):
+    """E-step: b_j = Sigma Z_j' P y, Cov(b_j | y) = Sigma - Sigma Z_j' P_jj Z_j Sigma;
+    M-step: Sigma = mean_j (b_j b_j' + Cov), s2e = (|y - X beta - Z b|^2 + s2e n -
+    s2e^2 tr P) / n, with P = V^-1 (ML, beta at its GLS value) or V^-1 - V^-1 X
+    (X'V^-1 X)^-1 X'V^-1 (REML): dense n x n matrices."""
+    X, y, codes = small_data(6, G=15)
+    stats, D, t, Z, coding = internal_design(X, y, codes, [0, 1], diagonal)
+    sigma = np.array([[0.6, 0.1, -0.05], [0.1, 0.3, 0.02], [-0.05, 0.02, 0.2]])
+    if diagonal:
+        sigma = np.diag(np.diag(sigma))
+    s2e = 0.8
+    new_sigma, new_s2e = vector.em_update(stats, sigma, s2e, method, diagonal)
+
+    # Dense: the rows in the engine's group order (coding.codes), any order works.
+    groups = coding.codes
+    n, G = len(t), coding.n_groups
+    V = s2e * np.eye(n)
+    for j in range(G):
+        rows = np.flatnonzero(groups == j)
+        V[np.ix_(rows, rows)] += Z[rows] @ sigma @ Z[rows].T
+    V_inv = np.linalg.inv(V)
+    beta = np.linalg.solve(D.T @ V_inv @ D, D.T @ V_inv @ t)
+    P = V_inv if method == "ml" else V_inv - V_inv @ D @ np.linalg.solve(D.T @ V_inv @ D, D.T @ V_inv)
+    Py = V_inv @ (t - D @ beta)
+    fitted = D @ beta
+    second = np.zeros((3, 3))
+    for j in range(G):
+        rows = np.flatnonzero(groups == j)
+        b = sigma @ Z[rows].T @ Py[rows]
+        cov = sigma - sigma @ Z[rows].T @ P[np.ix_(rows, rows)] @ Z[rows] @ sigma
+        second += np.outer(b, b) + cov
+        fitted[rows] += Z[rows] @ b
+    dense_sigma = second / G
+    if diagonal:
+        dense_sigma = np.diag(np.diag(dense_sigma))
+    dense_s2e = (np.sum((t - fitted) ** 2) + s2e * n - s2e**2 * np.trace(P)) / n
+    np.testing.assert_allclose(new_sigma, dense_sigma, rtol=1e-9, atol=1e-12)
+    assert new_s2e == pytest.approx(dense_s2e, rel=1e-10)
+
+
+def test_the_group_sums_add_over_any_split_of_the_groups(monkeypatch):
+    from skhlm.engine import slope_pass
+
+    X, y, codes = small_data(7, G=40)
+    stats, *_ = engine_stats(X, y, codes, [0, 1], False)
+    lam = np.array([[0.9, 0, 0], [0.2, 0.5, 0], [-0.1, 0.1, 0.4]])
+    monkeypatch.setattr(slope_pass, "_GROUP_BLOCK", 7)  # blocks of 7 groups: 6 blocks
+    for mode in (vector.CRITERION, vector.GRADIENT, vector.EM_STEP):
+        whole = slope_pass.group_sums(stats, lam, mode)
+        parts = [
+            slope_pass.group_sums(dataclasses.replace(stats, ztz=stats.ztz[rows], ztd=stats.ztd[rows]), lam, mode)
+            for rows in (slice(0, 13), slice(13, 40))
+        ]
+        for field in ("logdet_m", "fk", "pk", "slm", "kk", "m_inv"):
+            value = getattr(whole, field)
+            if value is None:
+                assert all(getattr(part, field) is None for part in parts)
+                continue
+            np.testing.assert_allclose(getattr(parts[0], field) + getattr(parts[1], field), value, rtol=1e-12, atol=1e-12)
+        # numpy's batched product (scipy without its block-sparse loop) gives the same sums.
+        monkeypatch.setattr(slope_pass, "_bsr_matvecs", None)
+        plain = slope_pass.group_sums(stats, lam, mode)
+        for field in ("fk", "pk", "kk"):
+            if getattr(whole, field) is not None:
+                np.testing.assert_allclose(getattr(plain, field), getattr(whole, field), rtol=1e-12, atol=1e-12)
+        monkeypatch.undo()
+        monkeypatch.setattr(slope_pass, "_GROUP_BLOCK", 7)
+
+
+def test_many_groups_start_the_polish_from_a_sample_of_groups_hessian(monkeypatch):
+    X, y, codes = small_data(8, G=300)
+    stats, *_ = engine_stats(X, y, codes, [0], False)
+    full = vector.fit(stats, "reml")
+    calls = []
+    original = vector.criterion_and_gradient
+
+    def spy(s, *args):
+        calls.append(s.n_groups)
+        return original(s, *args)
+
+    monkeypatch.setattr(vector, "criterion_and_gradient", spy)
+    monkeypatch.setattr(vector, "HESSIAN_SAMPLE", 50)
+    monkeypatch.setattr(vector, "HESSIAN_SAMPLE_ABOVE", 100)
+    sampled = vector.fit(stats, "reml")
+    assert calls.count(50) == 1 + full.theta.size  # the stand-in's gradient and its differences
+    np.testing.assert_allclose(sampled.theta, full.theta, rtol=1e-7, atol=1e-9)
+    assert sampled.deviance == pytest.approx(full.deviance, abs=1e-9)
+    assert sampled.converged
+
+    # A stand-in that is undefined at the start: the full criterion's Hessian instead.
+    def undefined(s, *args):
+        if s.n_groups == 50:
+            raise np.linalg.LinAlgError("not positive definite")
+        return original(s, *args)
+
+    monkeypatch.setattr(vector, "criterion_and_gradient", undefined)
+    fallback = vector.fit(stats, "reml")
+    np.testing.assert_allclose(fallback.theta, full.theta, rtol=1e-7, atol=1e-9)
