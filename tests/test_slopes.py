@@ -41,6 +41,7 @@ def fit_case(key):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # singular fits say so
         estimator.fit(d[columns], d["y"], groups=d["g"])
+    estimator._report_data = (d[columns], d["y"], d["g"])  # for report_slopes_agreement.py's timing
     return estimator, REFERENCE["fits"][key]
 
 
@@ -321,33 +322,62 @@ def test_profile_intervals_of_the_variance_parameters_are_lme4s(key):
         np.testing.assert_allclose(np.array([lo, hi])[~exact], expected[~exact], rtol=1e-3)
 
 
-def test_a_profile_bound_is_where_the_signed_root_deviance_is_the_critical_value():
-    # Near a correlation of 1 lme4's bound (from its spline of the profile) is 0.5%
-    # off: there the profile's own zeta is -1.9639, at ours it is -1.95996 = -z.
+def zeta_function(model):
+    """The signed root of the ML deviance's rise, profiled over the other variance
+    parameters (Nelder-Mead from several starts), at a value of one of them."""
     from scipy import optimize
 
     from skhlm.inference import slopes as inference
 
-    model, ref = fit_case("perfect/corr_one/reml")
-    ci = model.summary().confint
     ml, names, phi = inference.variance_parameters(model._result)
-    deviance, _ = inference._deviance_function(ml)
+    deviance, kinds = inference._deviance_function(ml)
+    to_free, from_free = inference._free_transform(kinds)
     minimum = deviance(phi)
 
-    def zeta_at(v):
+    def zeta(name, v):
+        j = names.index(name)
+        others = np.arange(phi.size) != j
+
         def inner(x):
-            return deviance(np.array([np.exp(x[0]), v, np.exp(x[1]), np.exp(x[2])]))
+            values = from_free(np.insert(x, j, 0.0))
+            values[j] = v
+            return deviance(values)
 
-        start = np.log(phi[[0, 2, 3]])
-        best = optimize.minimize(inner, start, method="Nelder-Mead",
-                                 options={"xatol": 1e-11, "fatol": 1e-13, "maxiter": 40000, "maxfev": 40000})
-        return -np.sqrt(best.fun - minimum)
+        free = to_free(phi)[others]
+        best = min(
+            optimize.minimize(inner, start, method="Nelder-Mead",
+                              options={"xatol": 1e-8, "fatol": 1e-10, "maxiter": 20000, "maxfev": 20000}).fun
+            for start in (free, free + 0.5, free - 0.5)
+        )
+        return np.sign(v - phi[j]) * np.sqrt(best - minimum)
 
-    ours = ci.loc["cor_x1.(Intercept)|g", "lower"]
-    lme4 = ref["confint_profile"]["cor_x1.(Intercept)|g"][0]
-    assert zeta_at(ours) == pytest.approx(-1.959964, abs=1e-4)
-    assert abs(zeta_at(lme4) + 1.959964) > 1e-3
-    assert ci.loc["cor_x1.(Intercept)|g", "upper"] == 1.0  # never reaches the critical value
+    return zeta
+
+
+@pytest.mark.parametrize(
+    "key, bounds",
+    [
+        # Near a correlation of 1 lme4's bound (from its spline of the profile) is
+        # 0.5% off: there zeta is -1.9639, at ours -1.95996 = -z.
+        ("perfect/corr_one/reml", [("cor_x1.(Intercept)|g", "lower")]),
+        # Without a fixed intercept, lme4's profile of sd_x1 (correlation 0.99) goes
+        # wrong: its lower bound 0.393 has zeta -4.63, ours (1.700) -1.95996; its
+        # correlation bound 0.9937 has zeta 0.61, ours (0.9972) 1.95996.
+        ("no_intercept/zero/ml", [("sd_x1|g", "lower"), ("cor_x1.(Intercept)|g", "upper")]),
+    ],
+)
+def test_a_profile_bound_is_where_the_signed_root_deviance_is_the_critical_value(key, bounds):
+    model, ref = fit_case(key)
+    ci = model.summary().confint
+    zeta = zeta_function(model)
+    for name, side in bounds:
+        critical = 1.959964 * (1 if side == "upper" else -1)
+        ours, lme4 = ci.loc[name, side], ref["confint_profile"][name][0 if side == "lower" else 1]
+        assert zeta(name, ours) == pytest.approx(critical, abs=1e-4)
+        assert abs(zeta(name, lme4) - critical) > 1e-3
+    if key.startswith("perfect"):
+        name = bounds[0][0]
+        assert ci.loc[name, "upper"] == 1.0  # never reaches the critical value
 
 
 @pytest.mark.parametrize("diagonal", [False, True])

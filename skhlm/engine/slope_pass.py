@@ -124,6 +124,12 @@ class GroupSums:
     m_inv: np.ndarray | None = None
 
 
+def _kron(lam):
+    """Lambda kron Lambda ((q^2, q^2)), without np.kron's general-case overhead."""
+    q = lam.shape[0]
+    return (lam[:, None, :, None] * lam[None, :, None, :]).reshape(q * q, q * q)
+
+
 def _group_terms(ztz, ztd, lam, kron):
     """A block's M_j^-1, sum_j log det M_j, E_j = M_j^-1 Lambda' and K~_j = E_j F~_j
     (``kron``: Lambda kron Lambda)."""
@@ -141,7 +147,7 @@ def group_sums(stats, lam, mode):
     EM_STEP): one pass over the groups, in blocks."""
     q = stats.q
     qd = q * (stats.n_params + 1)
-    kron = np.kron(lam, lam)
+    kron = _kron(lam)
     logdet = 0.0
     fk, pk, kk = np.zeros((qd, qd)), np.zeros((qd, qd)), np.zeros((qd, qd))
     slm, m_inv_sum = np.zeros((q * q, q * q)), np.zeros(q * q)
@@ -184,7 +190,7 @@ def posterior(stats, lam, beta, s2e, outer=None, rows=None):
     G = stats.n_groups
     outer = lam if outer is None else outer
     blup, cond = np.empty((G, outer.shape[0])), np.empty((G, outer.shape[0], outer.shape[0]))
-    gamma, kron = np.append(-beta, 1.0), np.kron(lam, lam)
+    gamma, kron = np.append(-beta, 1.0), _kron(lam)
     for block in _blocks(G):
         m_inv, _, _, K = _group_terms(stats.ztz[block], stats.ztd[block], lam, kron)
         where = block if rows is None else rows[block]

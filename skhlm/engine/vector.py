@@ -302,7 +302,7 @@ def fit(stats, method, *, diagonal=False, limits=em.Limits(), em_iter=1):
             return False
         return bool(np.linalg.eigvalsh(sigma).min() >= -1e-12 * max(np.trace(sigma), 1e-300))
 
-    current = objective(params)
+    current = -0.5 * ev.deviance  # the objective at the start (its s2e is the profiled one)
     n_iter = 0
     for n_iter in range(1, min(em_iter, limits.max_iter) + 1):
         params, current, step, _ = em.squarem_step(update, objective, params, current, feasible=feasible)

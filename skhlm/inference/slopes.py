@@ -191,7 +191,7 @@ def profile_intervals(fit, level=0.95):
 
             with np.errstate(invalid="ignore"):  # Nelder-Mead's test on an infinite vertex
                 res = optimize.minimize(inner, start["x"], method="Nelder-Mead",
-                                        options={"xatol": 1e-9, "fatol": 1e-11, "maxiter": 20000, "maxfev": 20000})
+                                        options={"xatol": 1e-7, "fatol": 1e-9, "maxiter": 20000, "maxfev": 20000})
             if np.isfinite(res.fun):
                 start["x"] = res.x
             return np.sign(v - phi_hat[j]) * np.sqrt(max(res.fun - dev_min, 0.0))
@@ -207,6 +207,6 @@ def profile_intervals(fit, level=0.95):
             start["x"] = to_free(phi_hat)[others]
             lo, hi = _bracket(zeta, phi_hat[j], limit, z)
             bounds.append(optimize.brentq(lambda v: zeta(v) - direction * z, lo, hi,
-                                          xtol=1e-10 * max(abs(hi), 1e-12), rtol=1e-10))
+                                          xtol=1e-8 * max(abs(hi), 1e-12), rtol=1e-8))
         rows.append(bounds)
     return pd.DataFrame(rows, index=names, columns=["lower", "upper"])
