@@ -700,3 +700,30 @@ def test_many_groups_start_the_polish_from_a_sample_of_groups_hessian(monkeypatc
     monkeypatch.setattr(vector, "criterion_and_gradient", undefined)
     fallback = vector.fit(stats, "reml")
     np.testing.assert_allclose(fallback.theta, full.theta, rtol=1e-7, atol=1e-9)
+
+
+@pytest.mark.parametrize("q", [1, 2, 3, 4, 5])
+def test_the_stacked_inverse_and_log_determinant(q):
+    from skhlm.engine import slope_pass
+
+    rng = np.random.default_rng(q)
+    L = rng.normal(size=(6, q, q))
+    M = L @ np.swapaxes(L, 1, 2) + np.eye(q)
+    inv, logdet = slope_pass._inverse_and_logdet(M)
+    np.testing.assert_allclose(inv, np.linalg.inv(M), rtol=1e-10, atol=1e-12)
+    np.testing.assert_array_equal(inv, np.swapaxes(inv, 1, 2))
+    assert logdet == pytest.approx(np.linalg.slogdet(M)[1].sum(), rel=1e-12)
+
+
+@pytest.mark.parametrize("method", ["ml", "reml"])
+def test_four_random_effects_the_criterion_is_the_dense_density(method):
+    rng = np.random.default_rng(9)
+    X, y, codes = small_data(9, G=14)
+    X = np.column_stack([X, rng.normal(size=len(y))])
+    stats, units, T, _ = engine_stats(X, y, codes, [0, 1, 2], False)
+    lam = np.tril(rng.uniform(0.2, 0.8, (4, 4)))
+    ev = vector.evaluate(stats, lam, method)
+    sigma = units.y_scale**2 * T @ (ev.s2e * lam @ lam.T) @ T.T
+    coef, intercept = units.coef_to_user(ev.beta)
+    dense = dense_log_likelihood(X, y, codes, [0, 1, 2], coef, intercept, sigma, units.y_scale**2 * ev.s2e, method)
+    assert -0.5 * ev.deviance - units.log_jacobian(len(y), method) == pytest.approx(dense, abs=1e-9)
