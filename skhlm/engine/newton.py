@@ -47,24 +47,17 @@ def _positive_definite(hess):
     return bool(eig.min() > 1e-10 * max(eig.max(), 1e-300))
 
 
-def quasi_newton(fun, theta, max_iter, gtol, hessian_fun=None):
-    """Minimize ``fun`` (value and gradient) from ``theta``: Newton's step on a
-    finite-difference Hessian (of ``hessian_fun``'s gradient, default ``fun``'s: a
-    cheaper function with about the same curvature may stand in), then BFGS updates
-    of it; a step is halved until the criterion falls (or, at its rounding level,
-    until the gradient falls).  Returns theta, the value, the gradient and the
-    iterations."""
-    value, grad = fun(theta)
-    hess = None
-    if hessian_fun is not None:
-        try:
-            hess = _hessian(hessian_fun, theta, hessian_fun(theta)[1])
-        except np.linalg.LinAlgError:  # the stand-in is not defined there
-            hess = None
-        if hess is not None and not _positive_definite(hess):
-            hess = None
-    if hess is None:
-        hess = _hessian(fun, theta, grad)
+def quasi_newton(fun, theta, max_iter, gtol):
+    """Minimize ``fun`` from ``theta``: Newton's step on a finite-difference Hessian,
+    then BFGS updates of it; a step is halved until the criterion falls (or, at its
+    rounding level, until the gradient falls).
+
+    ``fun`` returns the value, the gradient and anything else (such as the evaluation
+    behind them), which is returned for the final point: theta, the value, the
+    gradient, the iterations and that.
+    """
+    value, grad, extra = fun(theta)
+    hess = _hessian(fun, theta, grad)
     if not _positive_definite(hess):
         hess = np.eye(theta.shape[0]) * max(np.abs(hess).max(), 1.0)
     n_iter = 0
@@ -75,7 +68,7 @@ def quasi_newton(fun, theta, max_iter, gtol, hessian_fun=None):
         t, accepted = 1.0, False
         while t > 1e-10:
             candidate = theta + t * step
-            c_value, c_grad = fun(candidate)
+            c_value, c_grad, c_extra = fun(candidate)
             flat = abs(c_value - value) <= 1e-13 * max(abs(value), 1.0)
             if c_value <= value + 1e-4 * t * (grad @ step) or (flat and np.abs(c_grad).max() < np.abs(grad).max()):
                 accepted = True
@@ -84,12 +77,12 @@ def quasi_newton(fun, theta, max_iter, gtol, hessian_fun=None):
         if not accepted:
             break
         s_k, y_k = candidate - theta, c_grad - grad
-        theta, value, grad = candidate, c_value, c_grad
+        theta, value, grad, extra = candidate, c_value, c_grad, c_extra
         sy = s_k @ y_k
         if sy > 1e-300:
             hs = hess @ s_k
             hess = hess - np.outer(hs, hs) / (s_k @ hs) + np.outer(y_k, y_k) / sy
         if np.max(np.abs(s_k)) <= 1e-10 * max(1.0, np.max(np.abs(theta))):
             break
-    return theta, value, grad, n_iter
+    return theta, value, grad, n_iter, extra
 

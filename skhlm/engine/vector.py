@@ -191,9 +191,14 @@ def theta_of_gradient(grad, diagonal):
 
 
 def criterion_and_gradient(stats, theta, method, diagonal):
-    lam = lambda_of(theta, stats.q, diagonal)
-    ev = evaluate(stats, lam, method, GRADIENT)
-    return ev.deviance, theta_of_gradient(gradient_lambda(stats, ev, method), diagonal)
+    """The criterion and its gradient in theta."""
+    return _polish_point(stats, theta, method, diagonal)[:2]
+
+
+def _polish_point(stats, theta, method, diagonal):
+    """The criterion, its gradient in theta and the evaluation behind them."""
+    ev = evaluate(stats, lambda_of(theta, stats.q, diagonal), method, GRADIENT)
+    return ev.deviance, theta_of_gradient(gradient_lambda(stats, ev, method), diagonal), ev
 
 
 def em_update(stats, sigma, s2e, method, diagonal):
@@ -312,15 +317,8 @@ def fit(stats, method, *, diagonal=False, limits=em.Limits(), em_iter=1):
     sigma, s2e = _params_sigma(params, q)
     theta0 = theta_of(_relative_factor(sigma, s2e), diagonal)
 
-    last = {}
-
     def fun(theta):
-        lam = lambda_of(theta, q, diagonal)
-        ev = evaluate(stats, lam, method, GRADIENT)
-        last[theta.tobytes()] = ev
-        if len(last) > 8:  # the polish returns one of its latest points
-            del last[next(iter(last))]
-        return ev.deviance, theta_of_gradient(gradient_lambda(stats, ev, method), diagonal)
+        return _polish_point(stats, theta, method, diagonal)
 
     scale = max(abs(history[-1]), 1.0)
     # A quasi-Newton polish from a finite-difference Hessian of the analytic
@@ -328,11 +326,9 @@ def fit(stats, method, *, diagonal=False, limits=em.Limits(), em_iter=1):
     # criterion: near the optimum the criterion's changes reach its rounding, where
     # a Wolfe line search thrashes; this one accepts a step that lowers the
     # gradient there.
-    theta, value, grad, n_polish = quasi_newton(
-        fun, theta0, limits.max_iter * 10, 1e-10 * scale, _hessian_stand_in(stats, method, diagonal)
-    )
+    # ev: the final point's evaluation.
+    theta, value, grad, n_polish, ev = quasi_newton(fun, theta0, limits.max_iter * 10, 1e-10 * scale)
     history.append(value)
-    ev = last.get(theta.tobytes()) or evaluate(stats, lambda_of(theta, q, diagonal), method)
     # The columns' signs made positive: Lambda D (D = diag(+-1)) gives the same
     # criterion, beta, s2e and BLUPs.
     theta = theta_of(lambda_of(theta, q, diagonal), diagonal)
@@ -352,35 +348,6 @@ def fit(stats, method, *, diagonal=False, limits=em.Limits(), em_iter=1):
         singular=singular,
         history=np.asarray(history),
     )
-
-
-# With more groups than HESSIAN_SAMPLE_ABOVE, the polish's starting Hessian is that
-# of HESSIAN_SAMPLE groups (n = 1e6, 1e5 groups, q = 3: 13 full passes instead of 19,
-# the same number of steps).
-HESSIAN_SAMPLE, HESSIAN_SAMPLE_ABOVE = 8192, 32768
-
-
-def _hessian_stand_in(stats, method, diagonal):
-    """For many groups, the criterion of a sample of groups, scaled to the whole: the
-    polish's finite-difference Hessian from it costs a few percent of one from the
-    criterion.  The groups are evenly spaced in the engine's order (by size); X'X,
-    X'y and y'y are scaled by the sample's share of the rows.  Only the quasi-Newton
-    start uses it: the optimum is the criterion's.  None for fewer groups."""
-    if stats.n_groups <= HESSIAN_SAMPLE_ABOVE:
-        return None
-    idx = np.linspace(0, stats.n_groups - 1, HESSIAN_SAMPLE).round().astype(np.intp)
-    n_sub = float(stats.ztz[idx, 0, 0].sum())
-    share = n_sub / stats.n_obs
-    sample = SlopeStats(
-        xtx=share * stats.xtx, xty=share * stats.xty, yty=share * stats.yty, n_obs=n_sub,
-        ztz=stats.ztz[idx], ztd=stats.ztd[idx],
-    )
-
-    def scaled(theta):
-        value, grad = criterion_and_gradient(sample, theta, method, diagonal)
-        return value / share, grad / share
-
-    return scaled
 
 
 def unprofiled_criterion(stats, sigma, s2e, method):
