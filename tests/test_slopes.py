@@ -757,3 +757,24 @@ def slope_pass_posterior(stats, ev, outer=None, rows=None):
     from skhlm.engine import slope_pass
 
     return slope_pass.posterior(stats, ev.lam, ev.beta, ev.s2e, outer, rows)
+
+
+@pytest.mark.parametrize("method", ["ml", "reml"])
+def test_the_unprofiled_criterion_is_the_dense_density_anywhere(method):
+    X, y, codes = small_data(13, G=12)
+    stats, units, T, _ = engine_stats(X, y, codes, [0], False)
+    sigma, s2e = np.array([[0.7, 0.2], [0.2, 0.4]]), 1.7  # not the optimum: s2e not profiled
+    value = vector.unprofiled_criterion(stats, sigma, s2e, method)
+    ev = vector.evaluate(stats, vector._relative_factor(sigma, s2e), method)
+    coef, intercept = units.coef_to_user(ev.beta)  # beta at its GLS value
+    user_sigma = units.y_scale**2 * T @ sigma @ T.T
+    dense = dense_log_likelihood(X, y, codes, [0], coef, intercept, user_sigma, units.y_scale**2 * s2e, method)
+    assert -0.5 * value - units.log_jacobian(len(y), method) == pytest.approx(dense, abs=1e-9)
+
+
+def test_the_relative_factor_of_a_singular_covariance():
+    for sigma in (np.diag([0.0, 1.0, 2.0]), np.diag([1.0, 0.0, 2.0]),
+                  np.array([[1.0, 1.0, 0.0], [1.0, 1.0, 0.0], [0.0, 0.0, 0.5]])):
+        lam = vector._relative_factor(sigma, 2.0)
+        np.testing.assert_allclose(lam @ lam.T, sigma / 2.0, atol=1e-12)
+        assert np.all(np.triu(lam, 1) == 0)

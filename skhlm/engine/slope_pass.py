@@ -112,10 +112,9 @@ class GroupSums:
     ``fk`` (q d, q d) is sum_j vec(F~_j) vec(K~_j)', which the criterion needs.  The
     gradient also needs ``pk`` (the same with P~_j) and ``slm`` = sum_j S_j Lambda
     M_j^-1; the EM step ``kk`` (K~_j with itself) and ``m_inv`` = sum_j M_j^-1.  A
-    pass sums only what its ``mode`` needs (the others are None).
+    pass sums only what its mode needs (the others are None).
     """
 
-    mode: str
     logdet_m: float
     fk: np.ndarray
     pk: np.ndarray | None = None
@@ -166,10 +165,10 @@ def group_sums(stats, lam, mode):
             m_inv_sum += np.ones(K.shape[0]) @ m_inv.reshape(-1, q * q)
     if mode == GRADIENT:
         # sum_j S_j Lambda M_j^-1 = sum_j S_j E_j' with E_j = M_j^-1 Lambda'.
-        return GroupSums(mode, logdet, fk, pk=pk, slm=np.einsum("acbc->ab", slm.reshape(q, q, q, q)))
+        return GroupSums(logdet, fk, pk=pk, slm=np.einsum("acbc->ab", slm.reshape(q, q, q, q)))
     if mode == EM_STEP:
-        return GroupSums(mode, logdet, fk, kk=kk, m_inv=m_inv_sum.reshape(q, q))
-    return GroupSums(mode, logdet, fk)
+        return GroupSums(logdet, fk, kk=kk, m_inv=m_inv_sum.reshape(q, q))
+    return GroupSums(logdet, fk)
 
 
 def contract(sums, X, q):

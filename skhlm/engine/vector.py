@@ -120,7 +120,6 @@ class Evaluation:
 
     lam: np.ndarray  # (q, q)
     sums: GroupSums
-    A: np.ndarray  # (p, p)
     a_inv: np.ndarray  # (p, p)
     logdet_a: float
     beta: np.ndarray  # (p,)
@@ -164,7 +163,7 @@ def evaluate(stats, lam, method, mode=CRITERION):
     else:
         dof, extra = n - p, logdet_a
     deviance = sums.logdet_m + extra + dof * (1.0 + _LOG_2PI + math.log(pwrss / dof))
-    return Evaluation(lam, sums, A, a_inv, logdet_a, beta, pwrss, deviance, pwrss / dof)
+    return Evaluation(lam, sums, a_inv, logdet_a, beta, pwrss, deviance, pwrss / dof)
 
 
 def gradient_lambda(stats, ev, method):
