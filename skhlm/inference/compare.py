@@ -73,7 +73,7 @@ def compare(*models, refit=False, names=None):
     for k, m in enumerate(models):
         if not isinstance(m, GroupedRegressorMixin):
             raise TypeError(
-                "compare takes fitted skhlm models (RandomInterceptRegressor, lmer's); model "
+                "compare takes fitted skhlm models (RandomInterceptRegressor); model "
                 f"{k + 1} is a {type(m).__name__}. For a Pipeline, pass its last step, "
                 "pipeline[-1]."
             )
