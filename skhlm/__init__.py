@@ -5,10 +5,19 @@ with REML and ML numbers equal to lme4's.
 """
 
 from .inference.compare import compare
+from ._formula import LmerModel, lmer
 from ._intercept import RandomInterceptRegressor
 from ._mixed import MixedEffectsRegressor
 from ._slopes import LinearMixedRegressor
 
 __version__ = "0.1.0.dev0"
 
-__all__ = ["LinearMixedRegressor", "MixedEffectsRegressor", "RandomInterceptRegressor", "compare", "__version__"]
+__all__ = [
+    "LinearMixedRegressor",
+    "LmerModel",
+    "MixedEffectsRegressor",
+    "RandomInterceptRegressor",
+    "compare",
+    "lmer",
+    "__version__",
+]

@@ -25,8 +25,9 @@ def compare(*models, refit=False, names=None):
 
     Parameters
     ----------
-    *models : fitted RandomInterceptRegressor or LinearMixedRegressor
-        Two or more models fitted to the same data (same y and groups).
+    *models : fitted RandomInterceptRegressor, LinearMixedRegressor or LmerModel
+        Two or more models fitted to the same data (same y and groups); an
+        LmerModel (from ``skhlm.lmer``) is compared by its ``estimator_``.
     refit : bool, default=False
         Refit REML models with ML first, from their stored sufficient statistics
         (lme4's ``anova`` does this by default).  Without it, REML fits can only be
@@ -66,6 +67,9 @@ def compare(*models, refit=False, names=None):
     """
     if len(models) < 2:
         raise ValueError(f"compare needs two or more fitted models, got {len(models)}.")
+    from .._formula import LmerModel  # here: _formula imports the estimators, which import this module
+
+    models = [m.estimator_ if isinstance(m, LmerModel) else m for m in models]
     for k, m in enumerate(models):
         if not isinstance(m, GroupedRegressorMixin):
             raise TypeError(
