@@ -778,3 +778,25 @@ def test_the_relative_factor_of_a_singular_covariance():
         lam = vector._relative_factor(sigma, 2.0)
         np.testing.assert_allclose(lam @ lam.T, sigma / 2.0, atol=1e-12)
         assert np.all(np.triu(lam, 1) == 0)
+
+
+def test_threads_sharing_the_pass_give_the_sums_of_one(monkeypatch):
+    from skhlm.engine import slope_pass
+
+    X, y, codes = small_data(14, G=60)
+    stats, *_ = engine_stats(X, y, codes, [0, 1], False)
+    lam = np.array([[0.9, 0, 0], [0.2, 0.5, 0], [-0.1, 0.1, 0.4]])
+    monkeypatch.setattr(slope_pass, "_GROUP_BLOCK", 5)  # 12 blocks
+    monkeypatch.setattr(slope_pass, "_THREADS", 1)
+    one = {mode: slope_pass.group_sums(stats, lam, mode) for mode in (vector.CRITERION, vector.GRADIENT, vector.EM_STEP)}
+    monkeypatch.setattr(slope_pass, "_THREADS", 2)
+    monkeypatch.setattr(slope_pass, "_BLOCKS_PER_THREAD", 3)
+    calls = []
+    original = slope_pass._sums
+    monkeypatch.setattr(slope_pass, "_sums", lambda *a: calls.append(a[-2:]) or original(*a))
+    for mode, expected in one.items():
+        shared = slope_pass.group_sums(stats, lam, mode)
+        for field in ("logdet_m", "fk", "pk", "slm", "kk", "m_inv"):
+            if getattr(expected, field) is not None:
+                np.testing.assert_allclose(getattr(shared, field), getattr(expected, field), rtol=1e-12, atol=1e-12)
+    assert {(int(a), int(b)) for a, b in calls} == {(0, 30), (30, 60)}  # two threads, half the groups each

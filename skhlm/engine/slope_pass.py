@@ -8,6 +8,8 @@ partition of the groups.  Notation as in skhlm.engine.vector.
 """
 
 import functools
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -66,6 +68,11 @@ def _inverse_and_logdet(M):
 # (q (p + 1))^2 sums then stay in the cache, and the extra memory is bounded.
 _GROUP_BLOCK = 4096
 
+# Threads sharing a pass's blocks, each with at least _BLOCKS_PER_THREAD blocks (fewer
+# groups: one thread, whose pass is too short to gain from a second).
+_THREADS = min(2, os.cpu_count() or 1)
+_BLOCKS_PER_THREAD = 8
+
 try:
     # scipy.sparse's loop for a block-sparse matrix times dense columns: with one
     # (q, q) block per group on the diagonal it is the batched product E_j F_j, 2x
@@ -95,9 +102,9 @@ def _batched(E, F):
     return out
 
 
-def _blocks(n_groups):
-    for start in range(0, n_groups, _GROUP_BLOCK):
-        yield slice(start, min(start + _GROUP_BLOCK, n_groups))
+def _blocks(start, stop):
+    for first in range(start, stop, _GROUP_BLOCK):
+        yield slice(first, min(first + _GROUP_BLOCK, stop))
 
 
 # What a pass over the groups sums, besides fk and log det M (see GroupSums).
@@ -143,14 +150,36 @@ def _group_terms(ztz, ztd, lam, kron):
 
 def group_sums(stats, lam, mode):
     """The :class:`GroupSums` at Lambda for ``mode`` (CRITERION, GRADIENT or
-    EM_STEP): one pass over the groups, in blocks."""
+    EM_STEP): one pass over the groups, in blocks.  With many groups the blocks are
+    shared between threads (numpy, BLAS and scipy's loop release the GIL), and their
+    sums added."""
+    q = stats.q
+    kron = _kron(lam)
+    n_blocks = -(-stats.n_groups // _GROUP_BLOCK)
+    workers = min(_THREADS, n_blocks // _BLOCKS_PER_THREAD)
+    if workers > 1:
+        cut = np.linspace(0, n_blocks, workers + 1).round().astype(int) * _GROUP_BLOCK
+        with ThreadPoolExecutor(workers) as pool:
+            parts = list(pool.map(lambda k: _sums(stats, lam, kron, mode, cut[k], cut[k + 1]), range(workers)))
+        logdet, fk, pk, slm, kk, m_inv_sum = (sum(values) for values in zip(*parts))
+    else:
+        logdet, fk, pk, slm, kk, m_inv_sum = _sums(stats, lam, kron, mode, 0, stats.n_groups)
+    if mode == GRADIENT:
+        # sum_j S_j Lambda M_j^-1 = sum_j S_j E_j' with E_j = M_j^-1 Lambda'.
+        return GroupSums(logdet, fk, pk=pk, slm=np.einsum("acbc->ab", slm.reshape(q, q, q, q)))
+    if mode == EM_STEP:
+        return GroupSums(logdet, fk, kk=kk, m_inv=m_inv_sum.reshape(q, q))
+    return GroupSums(logdet, fk)
+
+
+def _sums(stats, lam, kron, mode, start, stop):
+    """The raw sums of groups start to stop (see :func:`group_sums`)."""
     q = stats.q
     qd = q * (stats.n_params + 1)
-    kron = _kron(lam)
     logdet = 0.0
     fk, pk, kk = np.zeros((qd, qd)), np.zeros((qd, qd)), np.zeros((qd, qd))
     slm, m_inv_sum = np.zeros((q * q, q * q)), np.zeros(q * q)
-    for block in _blocks(stats.n_groups):
+    for block in _blocks(start, min(stop, stats.n_groups)):
         ztz, ztd = stats.ztz[block], stats.ztd[block]
         m_inv, block_logdet, E, K = _group_terms(ztz, ztd, lam, kron)
         logdet += block_logdet
@@ -158,17 +187,12 @@ def group_sums(stats, lam, mode):
         fk += ztd.reshape(-1, qd).T @ K2
         if mode == GRADIENT:
             pk += _batched(_right(ztz, lam), K).reshape(-1, qd).T @ K2
-            # sum_j vec(S_j) vec(E_j)', contracted below.
+            # sum_j vec(S_j) vec(E_j)', contracted in group_sums.
             slm += ztz.reshape(-1, q * q).T @ E.reshape(-1, q * q)
         elif mode == EM_STEP:
             kk += K2.T @ K2
             m_inv_sum += np.ones(K.shape[0]) @ m_inv.reshape(-1, q * q)
-    if mode == GRADIENT:
-        # sum_j S_j Lambda M_j^-1 = sum_j S_j E_j' with E_j = M_j^-1 Lambda'.
-        return GroupSums(logdet, fk, pk=pk, slm=np.einsum("acbc->ab", slm.reshape(q, q, q, q)))
-    if mode == EM_STEP:
-        return GroupSums(logdet, fk, kk=kk, m_inv=m_inv_sum.reshape(q, q))
-    return GroupSums(logdet, fk)
+    return logdet, fk, pk, slm, kk, m_inv_sum
 
 
 def contract(sums, X, q):
@@ -190,7 +214,7 @@ def posterior(stats, lam, beta, s2e, outer=None, rows=None):
     outer = lam if outer is None else outer
     blup, cond = np.empty((G, outer.shape[0])), np.empty((G, outer.shape[0], outer.shape[0]))
     gamma, kron = np.append(-beta, 1.0), _kron(lam)
-    for block in _blocks(G):
+    for block in _blocks(0, G):
         m_inv, _, _, K = _group_terms(stats.ztz[block], stats.ztd[block], lam, kron)
         where = block if rows is None else rows[block]
         blup[where] = (K @ gamma) @ outer.T
