@@ -12,6 +12,7 @@ import pytest
 from scipy.stats import multivariate_normal
 from sklearn.exceptions import ConvergenceWarning
 
+from lme4_reference import design, fit_keys
 from skhlm import LinearMixedRegressor, RandomInterceptRegressor
 from skhlm.data import slopes as slope_data
 from skhlm.data.accumulator import StatsAccumulator
@@ -800,3 +801,21 @@ def test_threads_sharing_the_pass_give_the_sums_of_one(monkeypatch):
             if getattr(expected, field) is not None:
                 np.testing.assert_allclose(getattr(shared, field), getattr(expected, field), rtol=1e-12, atol=1e-12)
     assert {(int(a), int(b)) for a, b in calls} == {(0, 30), (30, 60)}  # two threads, half the groups each
+
+
+@pytest.mark.parametrize("key", fit_keys())
+def test_the_vector_engine_with_q_1_is_the_random_intercept_fit_on_every_reference(key):
+    # The log-likelihood and the fixed effects to 1e-10; the variances to the
+    # intercept engine's own EM tolerance (a parameter change of 1e-10 per update
+    # leaves up to 1.4e-9 relative: balanced/full/reml), or 0 at the boundary.
+    X, y, g, _ = design(key)
+    method = key.split("/")[-1]
+    ri = RandomInterceptRegressor(method=method).fit(X, y, groups=g)
+    codes = np.unique(g.to_numpy(), return_inverse=True)[1]
+    stats, units, _, _ = engine_stats(X.to_numpy(dtype=float), y.to_numpy(dtype=float), codes, [], False)
+    result = vector.fit(stats, method)
+    assert -0.5 * result.deviance - units.log_jacobian(len(y), method) == pytest.approx(ri.log_likelihood_, abs=1e-10)
+    np.testing.assert_allclose(units.coef_to_user(result.beta)[0], ri.coef_, rtol=1e-10, atol=1e-12)
+    s2u, s2e = units.variance_to_user(result.sigma[0, 0]), units.variance_to_user(result.s2e)
+    assert s2e == pytest.approx(ri.variance_components_["residual"], rel=1e-9)
+    assert s2u == pytest.approx(ri.variance_components_["group"], rel=5e-9, abs=1e-12 * np.var(y))
