@@ -819,3 +819,20 @@ def test_the_vector_engine_with_q_1_is_the_random_intercept_fit_on_every_referen
     s2u, s2e = units.variance_to_user(result.sigma[0, 0]), units.variance_to_user(result.s2e)
     assert s2e == pytest.approx(ri.variance_components_["residual"], rel=1e-9)
     assert s2u == pytest.approx(ri.variance_components_["group"], rel=5e-9, abs=1e-12 * np.var(y))
+
+
+def test_polars_frames_fit_and_predict_random_slopes_as_pandas_frames():
+    import polars as pl
+
+    d = read("sleepstudy")
+    frame = pl.from_pandas(d)
+    expected = LinearMixedRegressor(random_slopes=["Days"]).fit(d[["Days"]], d["y"], groups=d["g"])
+    model = LinearMixedRegressor(random_slopes=["Days"]).fit(frame.select("Days"), frame["y"], groups=frame["g"])
+    assert list(model.feature_names_in_) == ["Days"]
+    assert model.log_likelihood_ == expected.log_likelihood_
+    mean, std = model.predict(frame.select("Days"), groups=frame["g"], return_std=True)
+    expected_mean, expected_std = expected.predict(d[["Days"]], groups=d["g"], return_std=True)
+    np.testing.assert_array_equal(mean, expected_mean)
+    np.testing.assert_array_equal(std, expected_std)
+    by_column = LinearMixedRegressor(random_slopes=["Days"], group_column="g").fit(frame.select("Days", "g"), frame["y"])
+    np.testing.assert_allclose(by_column.predict(frame.select("Days", "g")), expected_mean, rtol=1e-12)
