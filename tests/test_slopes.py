@@ -718,6 +718,9 @@ def test_positive_definite_and_the_quasi_newton_step():
     assert not newton._positive_definite(np.array([[1.0, 2.0], [2.0, 1.0]]))  # indefinite
     assert not newton._positive_definite(np.diag([1.0, 1e-11]))  # singular to rounding
     assert newton._positive_definite(np.diag([1.0, 1e-9]))
+    # The test is relative to the largest eigenvalue, whatever its scale.
+    assert not newton._positive_definite(np.diag([1e4, 1e-7]))
+    assert newton._positive_definite(np.diag([1e-6, 1e-15]))
     assert not newton._positive_definite(np.array([[1.0, np.nan], [np.nan, 1.0]]))
     # On a quadratic the finite-difference Hessian is exact: one Newton step.
     H = np.array([[3.0, 1.0, 0.2], [1.0, 2.0, 0.1], [0.2, 0.1, 1.5]])
