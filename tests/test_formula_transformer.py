@@ -11,7 +11,6 @@ from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV, GroupKFold
 from sklearn.pipeline import Pipeline, make_pipeline
 
-import skhlm
 from skhlm import FormulaTransformer, RandomInterceptRegressor, lmer
 
 FIXED = "log(x) + z * f"
@@ -33,10 +32,6 @@ def make_data(n_groups=30, size=10, seed=0, factor_effect=(0.0, 0.5, -0.8)):
     u = rng.normal(scale=0.8, size=n_groups)[np.repeat(np.arange(n_groups), size)]
     d["y"] = 1 + 2 * np.log(d["x"]) - d["z"] + effect + 0.5 * d["z"] * (d["f"] == "b") + u + rng.normal(size=n)
     return d
-
-
-def test_skhlm_is_imported_from_this_worktree():
-    assert "wt-ft" in skhlm.__file__, skhlm.__file__
 
 
 # --- the design is lmer's -----------------------------------------------------------
