@@ -6,6 +6,7 @@ with REML and ML numbers equal to lme4's.
 
 from .inference.compare import compare
 from ._formula import LmerModel, lmer
+from ._formula_transformer import FormulaTransformer
 from ._intercept import RandomInterceptRegressor
 from ._mixed import MixedEffectsRegressor
 from ._slopes import LinearMixedRegressor
@@ -13,6 +14,7 @@ from ._slopes import LinearMixedRegressor
 __version__ = "0.1.0.dev0"
 
 __all__ = [
+    "FormulaTransformer",
     "LinearMixedRegressor",
     "LmerModel",
     "MixedEffectsRegressor",

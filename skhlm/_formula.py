@@ -249,41 +249,7 @@ class LmerModel:
         Factors are encoded with the levels seen in fit (a level never seen in fit,
         or a missing column or value, is a ValueError that names it).
         """
-        data = _as_frame(data, "LmerModel")
-        spec = self.model_spec_
-        # formulaic names an attribute of a column as a variable (f.str.upper).
-        used = spec.variables_by_source.get("data", ())
-        variables = sorted({_column_of(v, data.columns) or v for v in used})
-        missing = [v for v in variables if v not in data.columns]
-        if missing:
-            raise ValueError(
-                f"The data lack the column(s) {missing} of the fixed part {str(spec.formula)!r} "
-                f"(columns given: {list(data.columns)})."
-            )
-        for v in variables:
-            n_missing = int(data[v].isna().sum())
-            if n_missing:
-                raise ValueError(
-                    f"Column {v!r} has {n_missing} missing value(s); the fixed part needs "
-                    "every row's value. Drop or fill those rows first."
-                )
-        # pandas deprecates (and will refuse) formulaic's recoding of a Categorical
-        # that has categories beyond fit's levels, even unused ones.
-        unused = {
-            v: data[v].cat.remove_unused_categories()
-            for v in variables
-            if isinstance(data[v].dtype, pd.CategoricalDtype)
-        }
-        data = data.assign(**unused) if unused else data
-        _check_levels(spec, data, variables)
-        with warnings.catch_warnings():
-            # formulaic's answer to an unseen level is to encode it as the baseline.
-            warnings.filterwarnings("error", message=_UNSEEN_LEVELS)
-            try:
-                matrix = spec.get_model_matrix(data, na_action="raise")
-            except Warning as unseen:
-                raise ValueError(f"A factor has a level not seen in fit: {unseen}") from None
-        return fixed_design(matrix)[0]
+        return encode(self.model_spec_, _as_frame(data, "LmerModel"))
 
     def predict(self, data, *, return_std=False, population=False):
         """Predict new data: ``x' beta`` plus the random effects of each row's group
@@ -325,6 +291,49 @@ class LmerModel:
         """
         summary = self.estimator_.summary(**kwargs)
         return dataclasses.replace(summary, formula=" ".join(self.formula.split()))
+
+
+def encode(spec, data):
+    """The fixed part's design of ``data`` by formulaic's ``spec``: a float DataFrame with
+    lme4's column names and without the intercept column (:func:`fixed_design`).
+
+    Factors are encoded with the levels seen in fit; a level never seen in fit, a
+    missing column or a missing value is a ValueError that names it (formulaic would
+    encode an unseen level as the baseline, and drop a row with a missing value).
+    """
+    # formulaic names an attribute of a column as a variable (f.str.upper).
+    used = spec.variables_by_source.get("data", ())
+    variables = sorted({_column_of(v, data.columns) or v for v in used})
+    missing = [v for v in variables if v not in data.columns]
+    if missing:
+        raise ValueError(
+            f"The data lack the column(s) {missing} of the fixed part {str(spec.formula)!r} "
+            f"(columns given: {list(data.columns)})."
+        )
+    for v in variables:
+        n_missing = int(data[v].isna().sum())
+        if n_missing:
+            raise ValueError(
+                f"Column {v!r} has {n_missing} missing value(s); the fixed part needs "
+                "every row's value. Drop or fill those rows first."
+            )
+    # pandas deprecates (and will refuse) formulaic's recoding of a Categorical
+    # that has categories beyond fit's levels, even unused ones.
+    unused = {
+        v: data[v].cat.remove_unused_categories()
+        for v in variables
+        if isinstance(data[v].dtype, pd.CategoricalDtype)
+    }
+    data = data.assign(**unused) if unused else data
+    _check_levels(spec, data, variables)
+    with warnings.catch_warnings():
+        # formulaic's answer to an unseen level is to encode it as the baseline.
+        warnings.filterwarnings("error", message=_UNSEEN_LEVELS)
+        try:
+            matrix = spec.get_model_matrix(data, na_action="raise")
+        except Warning as unseen:
+            raise ValueError(f"A factor has a level not seen in fit: {unseen}") from None
+    return fixed_design(matrix)[0]
 
 
 def _column_of(variable, columns):
