@@ -13,6 +13,7 @@ import pytest
 
 from skhlm import LinearMixedRegressor, LmerModel, RandomInterceptRegressor, compare, lmer
 from skhlm._formula_terms import lme4_name, parse
+from lme4_reference import fit_keys, reference
 
 DATA = Path(__file__).parent / "data"
 SLOPES = json.loads((DATA / "slopes" / "lme4_slopes.json").read_text())
@@ -415,3 +416,27 @@ def test_lmer_reproduces_lme4s_names_and_numbers(key):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         model.predict(reference_data(key).iloc[:5])  # the data it was fitted on: no warning
+
+
+@pytest.mark.parametrize("key", [k for k in fit_keys() if k.startswith("pisa/")])
+def test_the_seed_articles_three_models_through_lmer_are_lme4s(key):
+    # The seed's lmer(math ~ 1 + desk + escs + stratio + (1 | school_id)) and its two
+    # smaller models, on the committed PISA-like data, against lme4 and lmerTest.
+    _, model, method = key.split("/")
+    ref = reference()["fits"][key]
+    terms = [name for name in ref["fixef_names"] if name != "(Intercept)"]
+    pisa = pd.read_csv(Path(__file__).parent / "data" / "lme4" / "pisa.csv")
+    formula = f"y ~ {' + '.join(terms) or '1'} + (1 | g)"
+    m = lmer(formula, pisa, REML=method == "reml")
+    assert m.n_features_in_ == len(terms)
+    if terms:  # (RIM0, y ~ 1 + (1 | g), has no columns to name)
+        assert m.feature_names_in_.tolist() == terms
+    se = np.asarray(ref["satterthwaite"]["std_error"])
+    beta = np.concatenate([[m.intercept_], m.coef_])
+    assert np.all(np.abs(beta - np.asarray(list(ref["fixef"].values()))) <= 1e-4 * se)
+    assert m.variance_components_["group"] == pytest.approx(ref["s2u"], rel=1e-5)
+    assert m.variance_components_["residual"] == pytest.approx(ref["s2e"], rel=1e-5)
+    assert m.log_likelihood_ == pytest.approx(ref["logLik"], abs=1e-6)
+    fixed = m.summary().fixed_effects
+    np.testing.assert_allclose(fixed["std_error"], se, rtol=1e-5)
+    np.testing.assert_allclose(fixed["df"], ref["satterthwaite"]["df"], rtol=1e-3)
