@@ -804,6 +804,12 @@ def test_threads_sharing_the_pass_give_the_sums_of_one(monkeypatch):
             if getattr(expected, field) is not None:
                 np.testing.assert_allclose(getattr(shared, field), getattr(expected, field), rtol=1e-12, atol=1e-12)
     assert {(int(a), int(b)) for a, b in calls} == {(0, 30), (30, 60)}  # two threads, half the groups each
+    # Fewer blocks than two threads' worth (12 < 2 x 8): one thread, all the groups.
+    monkeypatch.setattr(slope_pass, "_BLOCKS_PER_THREAD", 8)
+    calls.clear()
+    np.testing.assert_allclose(slope_pass.group_sums(stats, lam, vector.GRADIENT).pk, one[vector.GRADIENT].pk,
+                               rtol=1e-12, atol=1e-12)
+    assert [(int(a), int(b)) for a, b in calls] == [(0, 60)]
 
 
 @pytest.mark.parametrize("key", fit_keys())
