@@ -3,7 +3,7 @@ gradient: Hessians by differences of the gradient, and a quasi-Newton polish.
 
 Pure functions of callables; the vector engine (skhlm.engine.vector) polishes theta
 with :func:`quasi_newton`, and the inference for random slopes takes
-:func:`central_hessian` of lmerTest's deviance.
+:func:`gradient_hessian` of lmerTest's deviance.
 """
 
 import numpy as np
@@ -13,30 +13,20 @@ def _sym(a):
     return 0.5 * (a + a.T)
 
 
-def central_hessian(gradient, x, rel=1e-6, floor=1e-3):
-    """The Hessian of a function from its gradient: central differences with steps
-    ``rel * max(|x_k|, floor)``, symmetrized."""
+def gradient_hessian(gradient, x, rel=1e-6, floor=1e-3, at=None):
+    """The Hessian of a function from its gradient, symmetrized: differences with steps
+    ``rel * max(|x_k|, floor)``, central, or forward from ``at`` (the gradient at x:
+    one evaluation per parameter instead of two)."""
     m = x.shape[0]
     h = rel * np.maximum(np.abs(x), floor)
     hess = np.empty((m, m))
     for k in range(m):
         e = np.zeros(m)
         e[k] = h[k]
-        hess[:, k] = (gradient(x + e) - gradient(x - e)) / (2.0 * h[k])
-    return _sym(hess)
-
-
-def _hessian(fun, theta, grad):
-    """The criterion's Hessian in theta, for the quasi-Newton start: forward
-    differences of its gradient (``grad``, at theta; ``fun`` gives the value and
-    gradient), one evaluation per parameter."""
-    m = theta.shape[0]
-    h = 1e-6 * np.maximum(np.abs(theta), 1e-3)
-    hess = np.empty((m, m))
-    for k in range(m):
-        e = np.zeros(m)
-        e[k] = h[k]
-        hess[:, k] = (fun(theta + e)[1] - grad) / h[k]
+        if at is None:
+            hess[:, k] = (gradient(x + e) - gradient(x - e)) / (2.0 * h[k])
+        else:
+            hess[:, k] = (gradient(x + e) - at) / h[k]
     return _sym(hess)
 
 
@@ -57,7 +47,7 @@ def quasi_newton(fun, theta, max_iter, gtol):
     gradient, the iterations and that.
     """
     value, grad, extra = fun(theta)
-    hess = _hessian(fun, theta, grad)
+    hess = gradient_hessian(lambda t: fun(t)[1], theta, at=grad)
     if not _positive_definite(hess):
         hess = np.eye(theta.shape[0]) * max(np.abs(hess).max(), 1.0)
     n_iter = 0

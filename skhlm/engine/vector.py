@@ -46,8 +46,8 @@ class SlopeStats:
     """The sufficient statistics of the model with random slopes (standardized units).
 
     ``xtx`` (p, p), ``xty`` (p,), ``yty`` and ``n_obs`` over all rows; per group
-    ``ztz`` (G, q, q) and ``ztd`` (G, q, p + 1), Z_j' [X_j, y_j]: ``ztx`` and ``zty``
-    are its views.  Column 0 of X and of Z is the intercept.
+    ``ztz`` (G, q, q) and ``ztd`` (G, q, p + 1), Z_j' [X_j, y_j].  Column 0 of X and
+    of Z is the intercept.
     """
 
     xtx: np.ndarray
@@ -56,14 +56,6 @@ class SlopeStats:
     n_obs: int
     ztz: np.ndarray
     ztd: np.ndarray
-
-    @property
-    def ztx(self):
-        return self.ztd[:, :, :-1]
-
-    @property
-    def zty(self):
-        return self.ztd[:, :, -1]
 
     @property
     def n_groups(self):

@@ -28,7 +28,7 @@ def varpar_gradient(stats, varpar, method, diagonal):
 
 def varpar_hessian(stats, varpar, method, diagonal):
     """The Hessian of devfun_vp: central differences of its analytic gradient."""
-    return newton.central_hessian(lambda v: varpar_gradient(stats, v, method, diagonal), varpar, 1e-5, 1e-2)
+    return newton.gradient_hessian(lambda v: varpar_gradient(stats, v, method, diagonal), varpar, 1e-5, 1e-2)
 
 
 def coef_covariance(stats, varpar, method, diagonal):
