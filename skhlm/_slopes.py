@@ -19,7 +19,7 @@ from .data import slopes as slope_data
 from .data.units import Standardization
 from .engine import slope_pass, vector
 from .engine.em import Limits
-from .inference.residuals import quartiles
+from .inference.residuals import slope_residual_quantiles
 
 
 @dataclass(frozen=True, eq=False)
@@ -106,10 +106,6 @@ class SlopeFit:
     def singular(self):
         """lme4's isSingular: a diagonal entry of its Lambda below 1e-4."""
         return bool(np.diag(self.user_lambda()).min() < vector.SINGULAR_TOL)
-
-
-# Rows per block of the residuals' pass.
-_RESIDUAL_BLOCK = 1 << 16
 
 
 class LinearMixedRegressor(GroupedRegressorMixin, RegressorMixin, BaseEstimator):
@@ -316,26 +312,12 @@ class LinearMixedRegressor(GroupedRegressorMixin, RegressorMixin, BaseEstimator)
         )
         self._publish_slopes(fit, data)
         # lme4's scaled residuals, (y - x'beta - z'b_j) / sigma: one more pass.
-        resid = self._residuals(data.X, data.y, data.coding)
-        quantiles = quartiles(resid) / np.sqrt(self.variance_components_["residual"])
+        quantiles = slope_residual_quantiles(
+            data.X, data.y, data.coding, self.coef_, self.intercept_, self.random_effects_,
+            self._slope_columns_, self.variance_components_["residual"],
+        )
         self._result = dataclasses.replace(fit, residual_quantiles=quantiles)
         return self
-
-    def _residuals(self, X, y, coding):
-        """y - x'beta - z'b_j of the rows of fit (coding: their groups), in blocks of
-        rows: one (n,) array and nothing else of size n."""
-        resid = np.empty(X.shape[0])
-        effects = self.random_effects_
-        for start in range(0, X.shape[0], _RESIDUAL_BLOCK):
-            rows = slice(start, start + _RESIDUAL_BLOCK)
-            x, b = X[rows], effects.take(coding.level.take(coding.codes[rows]), axis=0)
-            mean = x @ self.coef_
-            mean += b[:, 0]
-            for k, column in enumerate(self._slope_columns_, start=1):
-                mean += x[:, column] * b[:, k]
-            np.subtract(y[rows], mean, out=resid[rows])
-            resid[rows] -= self.intercept_
-        return resid
 
     def _fit_without_groups(self, X, y):
         """No groups: no random effects, ordinary least squares (with a warning), as

@@ -845,3 +845,14 @@ def test_polars_frames_fit_and_predict_random_slopes_as_pandas_frames():
     np.testing.assert_array_equal(std, expected_std)
     by_column = LinearMixedRegressor(random_slopes=["Days"], group_column="g").fit(frame.select("Days", "g"), frame["y"])
     np.testing.assert_allclose(by_column.predict(frame.select("Days", "g")), expected_mean, rtol=1e-12)
+
+
+def test_the_scaled_residuals_are_the_rows_residuals_over_sigma(monkeypatch):
+    from skhlm.inference import residuals
+
+    d = read("sleepstudy")
+    monkeypatch.setattr(residuals, "_SLOPE_BLOCK", 7)  # many blocks of rows, a short last one
+    model = LinearMixedRegressor(random_slopes=["Days"]).fit(d[["Days"]], d["y"], groups=d["g"])
+    resid = (d["y"] - model.predict(d[["Days"]], groups=d["g"])) / np.sqrt(model.variance_components_["residual"])
+    expected = np.quantile(resid, [0, 0.25, 0.5, 0.75, 1])
+    np.testing.assert_allclose(model._result.residual_quantiles, expected, rtol=1e-10, atol=1e-12)

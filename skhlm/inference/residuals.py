@@ -23,6 +23,29 @@ def scaled_residual_quantiles(X, y, coding, result):
     return quartiles(resid) / np.sqrt(s2e)
 
 
+# Rows per block of the random slopes' residuals.
+_SLOPE_BLOCK = 1 << 16
+
+
+def slope_residual_quantiles(X, y, coding, coef, intercept, effects, slope_columns, s2e):
+    """The same for random slopes, (y - x'beta - z'b_j) / sqrt(s2e), with ``effects``
+    the (G, q) BLUPs in label order and ``slope_columns`` Z's columns of X after the
+    ones: formed in blocks of rows, so one (n,) array is all of size n."""
+    if s2e == 0:
+        return np.zeros(5)
+    resid = np.empty(X.shape[0])
+    for start in range(0, X.shape[0], _SLOPE_BLOCK):
+        rows = slice(start, start + _SLOPE_BLOCK)
+        x, b = X[rows], effects.take(coding.level.take(coding.codes[rows]), axis=0)
+        mean = x @ coef
+        mean += b[:, 0]
+        for k, column in enumerate(slope_columns, start=1):
+            mean += x[:, column] * b[:, k]
+        np.subtract(y[rows], mean, out=resid[rows])
+        resid[rows] -= intercept
+    return quartiles(resid) / np.sqrt(s2e)
+
+
 def quartiles(values):
     """Min, quartiles and max, as np.quantile's default (linear) method, by partial
     sorts in place (5x faster than np.quantile at n = 1e6)."""
