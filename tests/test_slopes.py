@@ -856,3 +856,48 @@ def test_the_scaled_residuals_are_the_rows_residuals_over_sigma(monkeypatch):
     resid = (d["y"] - model.predict(d[["Days"]], groups=d["g"])) / np.sqrt(model.variance_components_["residual"])
     expected = np.quantile(resid, [0, 0.25, 0.5, 0.75, 1])
     np.testing.assert_allclose(model._result.residual_quantiles, expected, rtol=1e-10, atol=1e-12)
+
+
+def test_in_scikit_learns_tools_with_routing_pickle_and_a_failed_fit():
+    """As for RandomInterceptRegressor (test_sklearn_integration.py, test_robustness.py):
+    groups routed through a Pipeline and cross_validate, a pickle round trip, inputs
+    untouched, and a failed fit that leaves no fitted state."""
+    import pickle
+
+    import sklearn
+    from sklearn.exceptions import NotFittedError
+    from sklearn.model_selection import GroupKFold, cross_validate
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    d = read("sleepstudy")
+    X, y, g = d[["Days"]], d["y"], d["g"]
+    before = (X.copy(), y.copy(), g.copy())
+    with sklearn.config_context(enable_metadata_routing=True):
+        pipe = make_pipeline(StandardScaler(), LinearMixedRegressor(random_slopes=[0]).set_fit_request(groups=True)
+                             .set_predict_request(groups=True)).fit(X, y, groups=g)
+        scaled = StandardScaler().fit_transform(X)
+        direct = LinearMixedRegressor(random_slopes=[0]).fit(scaled, y, groups=g)
+        np.testing.assert_allclose(pipe.predict(X, groups=g), direct.predict(scaled, groups=g), rtol=1e-10)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # scorers predict without groups
+            result = cross_validate(LinearMixedRegressor(random_slopes=[0]), X, y, cv=GroupKFold(3),
+                                    params={"groups": g}, return_estimator=True, return_indices=True)
+        for fitted, train, test in zip(result["estimator"], result["indices"]["train"], result["indices"]["test"]):
+            assert set(g.iloc[train]).isdisjoint(g.iloc[test])
+            assert set(fitted.groups_) == set(g.iloc[train])
+    pd.testing.assert_frame_equal(X, before[0])
+    pd.testing.assert_series_equal(y, before[1])
+    pd.testing.assert_series_equal(g, before[2])
+
+    model = LinearMixedRegressor(random_slopes=["Days"]).fit(X, y, groups=g)
+    loaded = pickle.loads(pickle.dumps(model))
+    for a, b in zip(loaded.predict(X, groups=g, return_std=True), model.predict(X, groups=g, return_std=True)):
+        np.testing.assert_array_equal(a, b)
+    assert str(loaded.summary()) == str(model.summary())
+
+    with pytest.raises(ValueError):
+        model.fit(X, np.ones(len(y)), groups=g)  # a constant y
+    assert not [name for name in vars(model) if name.endswith("_") or name.startswith("_")]
+    with pytest.raises(NotFittedError):
+        model.predict(X, groups=g)
