@@ -124,6 +124,47 @@ def tiny_values_message(tiny, feature_names=None):
     )
 
 
+def sample_weights(sample_weight, n_samples):
+    """The rows' precision weights as a float64 array, or None: one finite weight
+    >= 0 per row, not all 0 (a scalar weighs every row the same)."""
+    if sample_weight is None:
+        return None
+    if is_polars(sample_weight):
+        sample_weight = sample_weight.to_numpy()
+    w = np.asarray(sample_weight)
+    if w.ndim == 0:
+        w = np.full(n_samples, w)
+    if w.dtype.kind not in "iufb":
+        raise ValueError(
+            f"sample_weight must be numeric; got dtype {w.dtype}. Pass one number per row."
+        )
+    w = w.astype(np.float64)
+    if w.ndim != 1 or w.shape[0] != n_samples:
+        raise ValueError(
+            f"sample_weight must be 1-D with one weight per row (n_samples={n_samples}); got "
+            f"shape {w.shape}."
+        )
+    bad = ~np.isfinite(w)
+    if bad.any():
+        raise ValueError(
+            f"sample_weight has {int(bad.sum())} NaN or infinite value(s), the first at row "
+            f"{int(np.argmax(bad))}. Weights are precision weights, Var(e_i) = s2e / w_i: "
+            "give every row a finite weight (0 drops the row)."
+        )
+    if (w < 0).any():
+        raise ValueError(
+            f"sample_weight has {int((w < 0).sum())} negative value(s), the first at row "
+            f"{int(np.argmax(w < 0))} ({w[np.argmax(w < 0)]:g}). Precision weights are >= 0: "
+            "Var(e_i) = s2e / w_i."
+        )
+    if n_samples and not (w > 0).any():
+        raise ValueError(
+            "sample_weight is 0 for every row, and a zero weight drops its row: there "
+            "is nothing to fit. Give the rows positive weights."
+        )
+    return w
+
+
 def group_count(n_groups, n_samples):
     """lme4's two refusals about the number of groups, and our warning for few."""
     if n_groups < 2:

@@ -14,7 +14,7 @@ from ._base import GroupedRegressorMixin, group_coding
 from ._blas import blas_threads, small_matrix_blas
 from ._summary import summarize
 from .data.accumulator import NonFiniteStatistics, StatsAccumulator, TinyValues
-from .data.groups import GroupCoding
+from .data.groups import GroupCoding, subset_coding
 from .engine import result as fit_result
 from .engine.em import Limits
 from .inference.residuals import scaled_residual_quantiles
@@ -32,12 +32,17 @@ class PreparedData:
     grouped: bool
     names: fit_result.ModelNames
     feature_names: object  # feature_names_in_, or None
+    weights: np.ndarray = None  # (n,) precision weights > 0, or None
 
 
-def prepare(estimator, X, y, groups):
+def prepare(estimator, X, y, groups, sample_weight=None):
     """Validate a linear mixed model's input (and set ``n_features_in_`` and
-    ``feature_names_in_``): numeric X, finite y, the groups' coding.  Warns, as lme4
-    would not fit, when there are no groups, and for a binary y."""
+    ``feature_names_in_``): numeric X, finite y, the groups' coding, the weights.
+    Warns, as lme4 would not fit, when there are no groups, and for a binary y.
+
+    Rows of zero weight are dropped here (a copy of the rest): a zero precision
+    weight is an infinite variance, so the row says nothing.  (lme4 keeps such rows
+    and adds log 0 to its log-likelihood, which is then -Inf.)"""
     X, groups = estimator._take_groups(X, groups)
     # For the printed formula only: the names of a Series y and groups.
     response = str(getattr(y, "name", None) or "y")
@@ -72,9 +77,14 @@ def prepare(estimator, X, y, groups):
         "group_column; inside a Pipeline or model selection tool, enable "
         "metadata routing and pass params={'groups': labels}.",
     )
+    weights = _checks.sample_weights(sample_weight, n_samples)
+    if weights is not None and not weights.all():
+        rows = weights > 0
+        X, y, weights = X[rows], y[rows], weights[rows]
+        coding = subset_coding(coding, rows)
     printed = feature_names if feature_names is not None else [f"x{k}" for k in range(X.shape[1])]
     names = fit_result.ModelNames(response, group_name, tuple(str(n) for n in printed))
-    return PreparedData(X, y, coding, groups is not None, names, feature_names)
+    return PreparedData(X, y, coding, groups is not None, names, feature_names, weights)
 
 
 def accumulate(data, fit_intercept):
@@ -83,7 +93,7 @@ def accumulate(data, fit_intercept):
     maximum, and warns about dropped (redundant) columns."""
     accumulator = StatsAccumulator(fit_intercept=fit_intercept)
     try:
-        accumulator.add(data.X, data.y, data.coding)
+        accumulator.add(data.X, data.y, data.coding, data.weights)
     except NonFiniteStatistics:
         _checks.finite(data.X, data.feature_names)  # NaN or inf in X: say where; else overflow
         raise
@@ -237,7 +247,8 @@ class RandomInterceptRegressor(GroupedRegressorMixin, RegressorMixin, BaseEstima
         "unseen_groups": [StrOptions({"population", "error"})],
     }
 
-    # Request groups by default, so that metadata routing delivers them unasked.
+    # Request groups by default, so that metadata routing delivers them unasked
+    # (sample_weight, as scikit-learn's estimators, only when asked to).
     __metadata_request__fit = {"groups": True}
     __metadata_request__predict = {"groups": True, "return_std": True}
     __metadata_request__score = {"groups": True}
@@ -262,7 +273,7 @@ class RandomInterceptRegressor(GroupedRegressorMixin, RegressorMixin, BaseEstima
         self.unseen_groups = unseen_groups
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y, groups=None):
+    def fit(self, X, y, groups=None, sample_weight=None):
         """Fit the model by EM.
 
         Parameters
@@ -276,16 +287,21 @@ class RandomInterceptRegressor(GroupedRegressorMixin, RegressorMixin, BaseEstima
             Cluster label of each row, of any hashable dtype.  Without groups (and
             without ``group_column``) the model has no random effects and the fit is
             ordinary least squares, with a warning.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Precision weights, lme4's ``weights``: ``Var(e_i) = s2e / w_i``, so a row
+            of weight 2 counts as the mean of two rows.  Multiplying all weights by a
+            constant changes only s2e; a row of weight 0 is dropped.  Weights are not
+            frequency weights (a row repeated w times) nor survey weights.
 
         Returns
         -------
         self : RandomInterceptRegressor
             The fitted estimator.
         """
-        return self._fit_or_nothing(X, y, groups)
+        return self._fit_or_nothing(X, y, groups, sample_weight)
 
-    def _fit(self, X, y, groups):
-        return self._fit_prepared(prepare(self, X, y, groups))
+    def _fit(self, X, y, groups, sample_weight=None):
+        return self._fit_prepared(prepare(self, X, y, groups, sample_weight))
 
     def _fit_prepared(self, data):
         """The fit of :func:`prepare`'s validated data."""
@@ -303,7 +319,7 @@ class RandomInterceptRegressor(GroupedRegressorMixin, RegressorMixin, BaseEstima
                     names=data.names,
                     verbose=self.verbose,
                 )
-                quantiles = scaled_residual_quantiles(data.X, data.y, data.coding, result)
+                quantiles = scaled_residual_quantiles(data.X, data.y, data.coding, result, data.weights)
                 self._publish(result.with_residual_quantiles(quantiles))
         return self
 

@@ -228,7 +228,7 @@ class LinearMixedRegressor(GroupedRegressorMixin, RegressorMixin, BaseEstimator)
         self.verbose = verbose
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y, groups=None):
+    def fit(self, X, y, groups=None, sample_weight=None):
         """Fit the model: one pass over the rows, then EM and a polish.
 
         Parameters
@@ -237,12 +237,16 @@ class LinearMixedRegressor(GroupedRegressorMixin, RegressorMixin, BaseEstimator)
         y : array-like of shape (n_samples,)
         groups : array-like of shape (n_samples,), default=None
             Cluster label of each row (or use ``group_column``).
+        sample_weight : array-like of shape (n_samples,), default=None
+            Precision weights, lme4's ``weights``: ``Var(e_i) = s2e / w_i``.  Scaling
+            all weights changes only s2e; a row of weight 0 is dropped.  Not
+            frequency weights, nor survey weights.
 
         Returns
         -------
         self : LinearMixedRegressor
         """
-        return self._fit_or_nothing(X, y, groups)
+        return self._fit_or_nothing(X, y, groups, sample_weight)
 
     def _slope_positions(self, n_features, feature_names):
         slopes = list(self.random_slopes)
@@ -268,14 +272,14 @@ class LinearMixedRegressor(GroupedRegressorMixin, RegressorMixin, BaseEstimator)
             raise ValueError(f"random_slopes names a column more than once: {slopes}.")
         return np.asarray(positions, dtype=np.intp)
 
-    def _fit(self, X, y, groups):
+    def _fit(self, X, y, groups, sample_weight=None):
         if len(self.random_slopes) == 0:
-            self._fit_intercepts(X, y, groups)
+            self._fit_intercepts(X, y, groups, sample_weight)
             self._slope_columns_ = np.zeros(0, dtype=np.intp)
             return self
         if self.group_column is None and groups is None:
-            return self._fit_without_groups(X, y)
-        data = prepare(self, X, y, groups)
+            return self._fit_without_groups(X, y, sample_weight)
+        data = prepare(self, X, y, groups, sample_weight)
         slopes = self._slope_positions(data.X.shape[1], data.feature_names)
         with blas_threads(data.X.shape[1]):
             stats, units, levels = accumulate(data, self.fit_intercept)
@@ -289,7 +293,8 @@ class LinearMixedRegressor(GroupedRegressorMixin, RegressorMixin, BaseEstimator)
                 )
             diagonal = self.covariance == "diagonal"
             ztz, ztd, T = slope_data.slope_statistics(
-                data.X, data.y, data.coding, units, slopes, diagonal=diagonal, stats=stats
+                data.X, data.y, data.coding, units, slopes, diagonal=diagonal, stats=stats,
+                weights=data.weights,
             )
             engine_stats = slope_data.build(stats, ztz, ztd)
             with small_matrix_blas(stats.n_params):
@@ -314,15 +319,15 @@ class LinearMixedRegressor(GroupedRegressorMixin, RegressorMixin, BaseEstimator)
         # lme4's scaled residuals, (y - x'beta - z'b_j) / sigma: one more pass.
         quantiles = slope_residual_quantiles(
             data.X, data.y, data.coding, self.coef_, self.intercept_, self.random_effects_,
-            self._slope_columns_, self.variance_components_["residual"],
+            self._slope_columns_, self.variance_components_["residual"], data.weights,
         )
         self._result = dataclasses.replace(fit, residual_quantiles=quantiles)
         return self
 
-    def _fit_without_groups(self, X, y):
+    def _fit_without_groups(self, X, y, sample_weight=None):
         """No groups: no random effects, ordinary least squares (with a warning), as
         for RandomInterceptRegressor; Sigma is 0."""
-        self._fit_intercepts(X, y, None)
+        self._fit_intercepts(X, y, None, sample_weight)
         slopes = self._slope_positions(self.n_features_in_, getattr(self, "feature_names_in_", None))
         q = 1 + slopes.size
         self._slope_columns_ = slopes
@@ -333,7 +338,7 @@ class LinearMixedRegressor(GroupedRegressorMixin, RegressorMixin, BaseEstimator)
         self.random_effects_var_ = np.zeros((0, q, q))
         return self
 
-    def _fit_intercepts(self, X, y, groups):
+    def _fit_intercepts(self, X, y, groups, sample_weight=None):
         """``random_slopes=()``: the random intercept model, by its own estimator."""
         inner = RandomInterceptRegressor(
             method=self.method,
@@ -344,7 +349,7 @@ class LinearMixedRegressor(GroupedRegressorMixin, RegressorMixin, BaseEstimator)
             group_column=self.group_column,
             unseen_groups=self.unseen_groups,
         )
-        inner._fit_prepared(prepare(self, X, y, groups))
+        inner._fit_prepared(prepare(self, X, y, groups, sample_weight))
         self._result = inner._result
         self.coef_, self.intercept_ = inner.coef_, inner.intercept_
         s2u, s2e = inner.variance_components_["group"], inner.variance_components_["residual"]

@@ -98,17 +98,21 @@ class _GroupAdder:
 
 
 
-def _centered_cross_products(X, y, codes, n_groups, x_offset, y_offset):
+def _centered_cross_products(X, y, codes, n_groups, x_offset, y_offset, weights=None):
     """X'X, X'y, y'y and the group sums of the centered data, in one pass over the rows.
 
     Each block of rows is centered into a reused float64 buffer (the input is never
-    copied whole) and enters X'X by one matrix product.
+    copied whole) and enters X'X by one matrix product.  With precision weights w
+    the sums are X'WX, X'Wy, y'Wy and the groups' sums of w x and w y: those of the
+    rows times sqrt(w), formed without the square roots.
     """
     n, k = X.shape
     n_block = min(n, _BLOCK_ROWS, max(256, _BLOCK_BYTES // (8 * max(k, 1))))
     xtx, xty, yty = np.zeros((k, k)), np.zeros(k), 0.0
     gx, gy = np.zeros((n_groups, k)), np.zeros(n_groups)
     xc_buffer, yc_buffer = np.empty((n_block, k)), np.empty(n_block)
+    if weights is not None:
+        wx_buffer, wy_buffer = np.empty((n_block, k)), np.empty(n_block)
     add_to_groups = _GroupAdder(n_block, codes.dtype)
     # A C-ordered block is centered as one flat vector against the tiled offset: a
     # contiguous subtraction, 2x faster than broadcasting over rows of k elements.
@@ -124,11 +128,18 @@ def _centered_cross_products(X, y, codes, n_groups, x_offset, y_offset):
             np.subtract(X[start:stop], x_offset, out=xc)
         np.subtract(y[start:stop], y_offset, out=yc)
         block_codes = codes[start:stop]
-        xtx += xc.T @ xc
-        xty += yc @ xc
-        yty += yc @ yc
-        add_to_groups(gx, block_codes, xc)
-        add_to_groups(gy, block_codes, yc)
+        if weights is None:
+            wx, wy = xc, yc
+        else:
+            w = weights[start:stop]
+            wx, wy = wx_buffer[:m], wy_buffer[:m]
+            np.multiply(xc, w[:, None], out=wx)
+            np.multiply(yc, w, out=wy)
+        xtx += wx.T @ xc
+        xty += yc @ wx
+        yty += wy @ yc
+        add_to_groups(gx, block_codes, wx)
+        add_to_groups(gy, block_codes, wy)
     return xtx, xty, float(yty), gx, gy
 
 
@@ -156,10 +167,17 @@ class _Sums:
 
     Rows of the group arrays are groups: row j has ``sizes[j]`` rows of label
     ``levels[level[j]]`` and their centered sums ``gx[j]``, ``gy[j]``.  The rows are in
-    ascending order of size when ``by_size`` (the order of a GroupCoding).
+    the order of a GroupCoding (ascending size) when ``by_size``.
+
+    With precision weights every sum is weighted: ``sizes`` holds each group's sum of
+    weights (float), ``weight`` the total, and ``n`` counts the rows of positive
+    weight.  Without weights ``weight`` is ``n``: a row's weight is 1.
     """
 
     n: int
+    weight: float
+    weighted: bool
+    log_weights: float  # sum of log w over the rows of positive weight
     x_ref: np.ndarray  # (k,)
     y_ref: float
     xtx: np.ndarray  # (k, k) sum of (x - x_ref)(x - x_ref)'
@@ -175,10 +193,11 @@ class _Sums:
     def moved_to(self, x_ref, y_ref):
         """The same sums about another reference point: with d = old - new,
         sum (x - new)(x - new)' = sum (x - old)(x - old)' + d s' + s d' + n d d',
-        s = sum (x - old), and each group's sums gain n_j d."""
+        s = sum (x - old), and each group's sums gain n_j d (weighted: n and n_j the
+        sums of the weights)."""
         dx, dy = self.x_ref - x_ref, self.y_ref - y_ref
         sx, sy = self.gx.sum(axis=0), float(self.gy.sum())
-        n = self.n
+        n = self.weight
         return replace(
             self,
             x_ref=x_ref,
@@ -197,18 +216,26 @@ class _Sums:
         return self.sizes[order], self.gx[order], self.gy[order]
 
 
-def _chunk_sums(X, y, coding, fit_intercept):
+def _chunk_sums(X, y, coding, fit_intercept, weights=None):
     """One pass over a chunk's rows: its cross-products and group sums, centered at
-    a point near its mean (with an intercept) or at 0."""
+    a point near its mean (with an intercept) or at 0; weighted by the precision
+    ``weights`` (finite, >= 0: the caller checks) when given."""
     n, k = X.shape
     if fit_intercept:
         # Centering needs a point near the mean, not the mean itself (the intercept
         # column takes up the rest, see finalize): the mean of an evenly spaced sample
         # of rows spares a pass over X.
         step = max(1, n // _CENTER_SAMPLE_ROWS)
+        sample_w = None if weights is None else weights[::step]
+        if sample_w is not None and not sample_w.sum() > 0:
+            sample_w = None  # the sample's rows all weigh 0: their plain mean
         with np.errstate(invalid="ignore"):  # +inf and -inf in a column: caught below
-            x_offset = X[::step].mean(axis=0, dtype=np.float64)
-            y_offset = float(y[::step].mean(dtype=np.float64))
+            if sample_w is None:
+                x_offset = X[::step].mean(axis=0, dtype=np.float64)
+                y_offset = float(y[::step].mean(dtype=np.float64))
+            else:
+                x_offset = (sample_w @ X[::step]) / sample_w.sum()
+                y_offset = float(sample_w @ y[::step] / sample_w.sum())
     else:
         x_offset = np.zeros(k)
         y_offset = 0.0
@@ -217,7 +244,9 @@ def _chunk_sums(X, y, coding, fit_intercept):
     if n and (codes.min() < 0 or codes.max() >= n_groups):
         raise ValueError(f"codes must lie in range(n_groups={n_groups}).")
     with blas_threads(k), np.errstate(over="ignore", invalid="ignore"):
-        xtx, xty, yty, gx, gy = _centered_cross_products(X, y, codes, n_groups, x_offset, y_offset)
+        xtx, xty, yty, gx, gy = _centered_cross_products(
+            X, y, codes, n_groups, x_offset, y_offset, weights
+        )
     # A NaN or inf in the data, or values whose squares overflow, make these
     # non-finite: the data need no separate pass to be checked.
     if not (np.isfinite(xtx).all() and np.isfinite(xty).all() and np.isfinite(yty)):
@@ -225,16 +254,28 @@ def _chunk_sums(X, y, coding, fit_intercept):
             "The squares of X or y overflow float64 (values beyond about 1e150 in "
             "magnitude). Rescale them before fitting, e.g. divide by a power of 10."
         )
-    if n:
-        _refuse_tiny_values(X, y, np.sqrt(np.diag(xtx) / n), float(np.sqrt(yty / n)), x_offset, y_offset)
+    if weights is None:
+        total, sizes, n_rows, log_weights = float(n), coding.sizes, n, 0.0
+    else:
+        total = float(weights.sum())
+        sizes = np.bincount(codes, weights=weights, minlength=n_groups)
+        positive = weights[weights > 0]
+        n_rows, log_weights = positive.shape[0], float(np.log(positive).sum())
+    if total > 0:
+        _refuse_tiny_values(
+            X, y, np.sqrt(np.diag(xtx) / total), float(np.sqrt(yty / total)), x_offset, y_offset
+        )
     return _Sums(
-        n=n,
+        n=n_rows,
+        weight=total,
+        weighted=weights is not None,
+        log_weights=log_weights,
         x_ref=x_offset,
         y_ref=y_offset,
         xtx=xtx,
         xty=xty,
         yty=yty,
-        sizes=coding.sizes,
+        sizes=sizes,
         gx=gx,
         gy=gy,
         level=coding.level,
@@ -256,9 +297,9 @@ def _merged(a, b, fit_intercept):
     """The sums of two chunks together, by label: about their combined mean with an
     intercept (both move to it), about 0 without one."""
     if fit_intercept:
-        n = a.n + b.n
-        x_ref = (a.n * a.x_ref + a.gx.sum(axis=0) + b.n * b.x_ref + b.gx.sum(axis=0)) / n
-        y_ref = float((a.n * a.y_ref + a.gy.sum() + b.n * b.y_ref + b.gy.sum()) / n)
+        n = a.weight + b.weight
+        x_ref = (a.weight * a.x_ref + a.gx.sum(axis=0) + b.weight * b.x_ref + b.gx.sum(axis=0)) / n
+        y_ref = float((a.weight * a.y_ref + a.gy.sum() + b.weight * b.y_ref + b.gy.sum()) / n)
         a, b = a.moved_to(x_ref, y_ref), b.moved_to(x_ref, y_ref)
     # The union of the labels: a's, then b's new ones; sorted when both were.
     where = pd.Index(a.levels).get_indexer(b.levels)
@@ -271,7 +312,10 @@ def _merged(a, b, fit_intercept):
         levels = np.concatenate([a.levels.astype(object), b.levels[new].astype(object)])
     size_a, gx_a, gy_a = a.by_label()
     size_b, gx_b, gy_b = b.by_label()
-    sizes = np.concatenate([size_a, np.zeros(int(new.sum()), dtype=np.int64)])
+    weighted = a.weighted or b.weighted
+    sizes = np.concatenate([size_a, np.zeros(int(new.sum()), dtype=size_a.dtype)])
+    if weighted:
+        sizes = sizes.astype(np.float64)
     gx = np.concatenate([gx_a, np.zeros((int(new.sum()), gx_a.shape[1]))])
     gy = np.concatenate([gy_a, np.zeros(int(new.sum()))])
     sizes[where] += size_b
@@ -285,6 +329,9 @@ def _merged(a, b, fit_intercept):
         levels, sizes, gx, gy = levels[order], sizes[order], gx[order], gy[order]
     return _Sums(
         n=a.n + b.n,
+        weight=a.weight + b.weight,
+        weighted=weighted,
+        log_weights=a.log_weights + b.log_weights,
         x_ref=a.x_ref,  # both are there now
         y_ref=a.y_ref,
         xtx=a.xtx + b.xtx,
@@ -332,13 +379,14 @@ class StatsAccumulator:
     def n_obs(self):
         return 0 if self._sums is None else self._sums.n
 
-    def add(self, X, y, coding):
-        """Add a chunk of rows: X (n, k) float, y (n,), their :class:`GroupCoding`.
+    def add(self, X, y, coding, weights=None):
+        """Add a chunk of rows: X (n, k) float, y (n,), their :class:`GroupCoding`
+        and, optionally, their precision weights (n,), finite and >= 0.
 
         Raises NonFiniteStatistics for NaN, inf or overflow, TinyValues for columns
         that vary by too little for float64, and leaves the sums as they were.
         """
-        self._combine(_chunk_sums(X, y, coding, self.fit_intercept))
+        self._combine(_chunk_sums(X, y, coding, self.fit_intercept, weights))
 
     def merge(self, other):
         """Add the sums of another accumulator (of the same columns and intercept)."""
@@ -370,22 +418,46 @@ class StatsAccumulator:
         return _finalize(self._sums, self.fit_intercept)
 
 
+def _without_weightless_groups(sums):
+    """The sums without the groups whose rows all weigh 0 (a zero weight drops its
+    row, so such a group has no data); the labels left keep their order."""
+    keep = sums.sizes > 0
+    if keep.all():
+        return sums
+    labels = np.sort(sums.level[keep])
+    level = np.empty(sums.level.shape[0], dtype=np.intp)
+    level[labels] = np.arange(labels.shape[0])
+    return replace(
+        sums,
+        sizes=sums.sizes[keep],
+        gx=sums.gx[keep],
+        gy=sums.gy[keep],
+        level=level[sums.level[keep]],
+        levels=sums.levels[labels],
+    )
+
+
 def _finalize(sums, fit_intercept):
-    n, k = sums.n, sums.xtx.shape[0]
+    if sums.weighted:
+        sums = _without_weightless_groups(sums)
+    n, total, k = sums.n, sums.weight, sums.xtx.shape[0]
     sizes, gx, gy, level = sums.sizes, sums.gx, sums.gy, sums.level
-    if not sums.by_size:
+    if not sums.by_size and not sums.weighted:
         # Groups in order of size (ties in label order), so that each size class is
-        # a contiguous slice (skhlm.data.stats.SizeClasses).
+        # a contiguous slice (skhlm.data.stats.SizeClasses).  Weighted fits take the
+        # groups one by one (PerGroup), in any order.
         level = np.argsort(sizes, kind="stable")
         sizes, gx, gy = sizes[level], gx[level], gy[level]
     sizes = sizes.astype(np.float64)
-    with blas_threads(k):
-        raw_classes = _raw_class_sums(sizes, gx, gy)
+    raw_classes = None
+    if not sums.weighted:
+        with blas_threads(k):
+            raw_classes = _raw_class_sums(sizes, gx, gy)
 
     # Scale after the pass: the arrays are small and the division is exact enough.
     # The (G, k) group sums are scaled through the maps below, never in place.
-    x_scale = np.sqrt(np.diag(sums.xtx) / n)
-    y_scale = float(np.sqrt(sums.yty / n))
+    x_scale = np.sqrt(np.diag(sums.xtx) / total)
+    y_scale = float(np.sqrt(sums.yty / total))
     x_scale[x_scale == 0] = 1.0
     y_scale = y_scale or 1.0
     xtx = sums.xtx / np.outer(x_scale, x_scale)
@@ -395,14 +467,17 @@ def _finalize(sums, fit_intercept):
         # The intercept column's sums are computed, not assumed 0: the columns are
         # centered at a point near their mean, and the statistics are exactly those
         # of the design [1, Xc] with that centering.
-        class_sums = raw_classes.sums.sum(axis=0)
-        col_sums = class_sums[1:-1] / x_scale
+        if raw_classes is None:
+            x_sum, y_sum = gx.sum(axis=0), gy.sum()
+        else:
+            class_sums = raw_classes.sums.sum(axis=0)
+            x_sum, y_sum = class_sums[1:-1], class_sums[-1]
         bordered = np.empty((k + 1, k + 1))
-        bordered[0, 0] = n
-        bordered[0, 1:] = bordered[1:, 0] = col_sums
+        bordered[0, 0] = total
+        bordered[0, 1:] = bordered[1:, 0] = x_sum / x_scale
         bordered[1:, 1:] = xtx
         xtx = bordered
-        xty = np.concatenate([[class_sums[-1] / y_scale], xty])
+        xty = np.concatenate([[y_sum / y_scale], xty])
 
     kept_all = kept_columns(xtx)
     xtx = np.ascontiguousarray(xtx[kept_all][:, kept_all])
@@ -417,13 +492,15 @@ def _finalize(sums, fit_intercept):
         x_map[0, 0] = 1.0
     y_map = np.zeros(k + 2)
     y_map[-1] = 1.0 / y_scale
+    groups = GroupSums(sizes, gx, gy, level, x_map, y_map)
     stats = SufficientStats(
         xtx=xtx,
         xty=xty,
         yty=float(yty),
         n_obs=n,
-        groups=GroupSums(sizes, gx, gy, level, x_map, y_map),
-        classes=_mapped_classes(raw_classes, x_map, y_map),
+        groups=groups,
+        classes=groups.per_group() if raw_classes is None else _mapped_classes(raw_classes, x_map, y_map),
+        weight=total,
     )
     standardization = Standardization(
         x_offset=sums.x_ref,
@@ -432,11 +509,12 @@ def _finalize(sums, fit_intercept):
         y_scale=y_scale,
         fit_intercept=fit_intercept,
         kept=kept,
+        log_weights=sums.log_weights,
     )
     return stats, standardization, sums.levels
 
 
-def compute_statistics(X, y, coding, *, fit_intercept=True):
+def compute_statistics(X, y, coding, *, fit_intercept=True, weights=None):
     """The statistics of one chunk of rows: one ``add`` and ``finalize``.
 
     Parameters
@@ -446,6 +524,8 @@ def compute_statistics(X, y, coding, *, fit_intercept=True):
     coding : skhlm.data.groups.GroupCoding
         The rows' groups, numbered in order of size.
     fit_intercept : bool
+    weights : ndarray of shape (n,), optional
+        Precision weights, finite and >= 0.
 
     Returns
     -------
@@ -453,5 +533,5 @@ def compute_statistics(X, y, coding, *, fit_intercept=True):
     standardization : Standardization
     """
     accumulator = StatsAccumulator(fit_intercept=fit_intercept)
-    accumulator.add(X, y, coding)
+    accumulator.add(X, y, coding, weights)
     return accumulator.finalize()[:2]

@@ -16,7 +16,7 @@ from ..engine.vector import SlopeStats
 from .accumulator import _BLOCK_BYTES, _BLOCK_ROWS, _GroupAdder
 
 
-def slope_statistics(X, y, coding, units, slopes, *, diagonal, stats=None):
+def slope_statistics(X, y, coding, units, slopes, *, diagonal, stats=None, weights=None):
     """The random-slope statistics of the rows, in the standardized units of ``units``.
 
     Parameters
@@ -32,6 +32,8 @@ def slope_statistics(X, y, coding, units, slopes, *, diagonal, stats=None):
     stats : SufficientStats, default=None
         The accumulator's statistics of the same rows: their per-group sums are the
         intercept's row of Z'X and Z'y, which the pass then does not recompute.
+    weights : ndarray of shape (n,), default=None
+        Precision weights > 0: the statistics are then Z'WZ and Z'W[X, y].
 
     Returns
     -------
@@ -62,6 +64,8 @@ def slope_statistics(X, y, coding, units, slopes, *, diagonal, stats=None):
             dy = np.column_stack([d, (y[start:stop] - y_offset) / y_scale])
             z = d[:, spos] if first else np.column_stack([np.ones(stop - start), d[:, spos]])
             products = z[:, :, None] * dy[:, None, :]
+            if weights is not None:
+                products *= weights[start:stop, None, None]
             add(out, coding.codes[start:stop], np.ascontiguousarray(products.reshape(stop - start, width)))
     # Z'[X, y] in one (G, q, p + 1) array (its slope rows from the pass).
     ztd = out.reshape(G, q, p + 1) if not first else np.empty((G, q, p + 1))
@@ -77,7 +81,7 @@ def slope_statistics(X, y, coding, units, slopes, *, diagonal, stats=None):
     # sizes and the slopes' sums (row 0 of Z'X).
     ztz = np.empty((G, q, q))
     ztz[:, :, 1:] = ztd[:, :, spos]
-    ztz[:, 0, 0] = coding.sizes
+    ztz[:, 0, 0] = coding.sizes if weights is None else np.bincount(coding.codes, weights, G)
     ztz[:, 1:, 0] = ztz[:, 0, 1:]
     # Internal slope a is (x - offset) / scale: T maps internal effects to the user's.
     offset = units.x_offset[slopes] / units.x_scale[slopes]

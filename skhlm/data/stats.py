@@ -14,6 +14,8 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 from scipy.linalg import lapack
 
+from ..engine import linalg as la
+
 @dataclass(frozen=True)
 class SizeClasses:
     """Sums over the groups of each distinct size.
@@ -37,6 +39,77 @@ class SizeClasses:
         """sum over the groups of each class of r_j^2, r_j = t_j - s_j' beta."""
         ss_beta = self.ss @ beta
         return self.tt - 2.0 * self.st @ beta + ss_beta @ beta
+
+    def cross_residuals(self, beta_a, beta_b):
+        """sum over the groups of each class of r_j(beta_a) r_j(beta_b)."""
+        return self.tt - self.st @ (beta_a + beta_b) + (self.ss @ beta_a) @ beta_b
+
+    def gram(self, weights):
+        """sum_k weights_k sum_{j in k} s_j s_j' (p, p)."""
+        return la.class_sum(weights, self.ss)
+
+    def weighted_sr(self, weights, beta=None):
+        """sum_k weights_k sum_{j in k} s_j r_j(beta) (p,); r_j = t_j when beta is None."""
+        if beta is None:
+            return weights @ self.st
+        return weights @ (self.st - self.ss @ beta)
+
+    def traces(self, matrix):
+        """tr(matrix sum_{j in k} s_j s_j') for each class k, for a symmetric matrix."""
+        return self.ss.reshape(self.size.shape[0], -1) @ matrix.reshape(-1)
+
+    def constrained(self, right, both, shift):
+        """The sums of s_j -> N's_j and t_j -> t_j - s_j' shift, with ``right(m)`` =
+        m N and ``both(m)`` = N' m N (a profile's constraint on beta)."""
+        ss_shift = self.ss @ shift
+        return replace(
+            self,
+            ss=np.ascontiguousarray(both(self.ss)),
+            st=right(self.st - ss_shift),
+            tt=self.tt - 2.0 * self.st @ shift + ss_shift @ shift,
+            s=right(self.s),
+            t=self.t - self.s @ shift,
+        )
+
+
+@dataclass(frozen=True)
+class PerGroup:
+    """The same sums as :class:`SizeClasses`, one "class" per group: for weighted
+    fits, whose group sizes (the sums of the weights) are rarely equal.
+
+    Holds s_j (G, p) and t_j (G,); each sum over groups is a product with them, so an
+    update costs O(G p^2), and nothing of size G p^2 is formed.
+    """
+
+    size: np.ndarray  # (G,) n_j: the group's sum of weights
+    s: np.ndarray  # (G, p)
+    t: np.ndarray  # (G,)
+
+    @property
+    def count(self):
+        return np.ones(self.size.shape[0])
+
+    def residuals(self, beta):
+        return self.t - self.s @ beta
+
+    def residual_squares(self, beta):
+        return self.residuals(beta) ** 2
+
+    def cross_residuals(self, beta_a, beta_b):
+        return self.residuals(beta_a) * self.residuals(beta_b)
+
+    def gram(self, weights):
+        return (self.s.T * weights) @ self.s
+
+    def weighted_sr(self, weights, beta=None):
+        r = self.t if beta is None else self.residuals(beta)
+        return (weights * r) @ self.s
+
+    def traces(self, matrix):
+        return np.einsum("ij,ij->i", self.s @ matrix, self.s)
+
+    def constrained(self, right, both, shift):
+        return replace(self, s=right(self.s), t=self.t - self.s @ shift)
 
 
 @dataclass(frozen=True)
@@ -131,6 +204,10 @@ class GroupSums:
     def mapped(self, x_map, y_map):
         return replace(self, x_map=x_map, y_map=y_map)
 
+    def per_group(self):
+        """:class:`PerGroup` of s_j = x_map' D_j and t_j = y_map' D_j: O(G k p)."""
+        return PerGroup(self.sizes, self._design_times(self.x_map), self._design_times(self.y_map))
+
     def size_classes(self):
         """:class:`SizeClasses` of s_j = x_map' D_j and t_j = y_map' D_j: O(G k^2)."""
         return _mapped_classes(_raw_class_sums(self.sizes, self.x, self.y), self.x_map, self.y_map)
@@ -179,6 +256,8 @@ class SufficientStats:
     n_obs: int
     groups: GroupSums
     classes: SizeClasses = None
+    # The sum of the rows' weights (n_obs without weights): the intercept's X'X entry.
+    weight: float = None
     # skhlm.engine.criterion.gls_beta's recent answers (fresh for every instance,
     # replace() included).
     memo: dict = field(default_factory=dict, init=False, repr=False, compare=False)
@@ -186,6 +265,8 @@ class SufficientStats:
     def __post_init__(self):
         if self.classes is None:
             object.__setattr__(self, "classes", self.groups.size_classes())
+        if self.weight is None:
+            object.__setattr__(self, "weight", float(self.n_obs))
 
     @property
     def n_groups(self):

@@ -29,6 +29,9 @@ class Standardization:
     y_scale: float
     fit_intercept: bool
     kept: np.ndarray  # (n_features,) bool: columns that are not linearly redundant
+    # sum log w_i over the rows with precision weights w_i (0 without weights): the
+    # weighted fit works on sqrt(w) times the rows, whose density lacks this / 2.
+    log_weights: float = 0.0
 
     @property
     def n_params(self):
@@ -93,18 +96,22 @@ class Standardization:
 
         The ML density of y loses ``n log y_scale``; the REML density, a density of
         n - p error contrasts, loses ``(n - p) log y_scale`` plus ``sum log x_scale``
-        through its log det(X'V^-1 X) term (centering has unit Jacobian).
+        through its log det(X'V^-1 X) term (centering has unit Jacobian).  With
+        precision weights, both gain ``sum log w / 2`` (lme4's constant): the rows
+        were multiplied by sqrt(w).
         """
         log_sy = np.log(self.y_scale)
+        weights = 0.5 * self.log_weights
         if method == "ml":
-            return n_obs * log_sy
-        return (n_obs - self.n_params) * log_sy + np.log(self.x_scale[self.kept]).sum()
+            return n_obs * log_sy - weights
+        return (n_obs - self.n_params) * log_sy + np.log(self.x_scale[self.kept]).sum() - weights
 
     # -- The statistics in the user's units (to tell whether two fits saw the same data) --
 
     def response_sums(self, stats):
-        """n, sum y and sum y^2 in the user's units."""
-        n = stats.n_obs
+        """n, sum y and sum y^2 in the user's units (weighted sums with weights: n is
+        then the sum of the weights)."""
+        n = stats.weight
         total = self.y_scale * stats.classes.t.sum() + n * self.y_offset
         squares = self.y_scale**2 * stats.yty + 2.0 * self.y_offset * (total - n * self.y_offset)
         squares += n * self.y_offset**2
@@ -117,7 +124,7 @@ class Standardization:
     def column_moments(self, stats):
         """The kept columns' means, variances and covariances with y, in the user's
         units: free of the point the columns were centered at."""
-        n, scale = stats.n_obs, self.x_scale[self.kept]
+        n, scale = stats.weight, self.x_scale[self.kept]
         if self.fit_intercept:
             m, b = stats.xtx[0, 1:] / n, stats.xty[0] / n  # means of the internal columns, y
             second = stats.xtx[1:, 1:] / n - np.outer(m, m)

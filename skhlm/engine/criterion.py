@@ -32,8 +32,8 @@ def shrinkage_weights(stats, lam):
 def gls_system(stats, lam):
     """A(lambda) = s2e X'V^-1 X and b(lambda) = s2e X'V^-1 y."""
     c = shrinkage_weights(stats, lam)
-    a = stats.xtx - la.class_sum(c, stats.classes.ss)
-    b = stats.xty - c @ stats.classes.st
+    a = stats.xtx - stats.classes.gram(c)
+    b = stats.xty - stats.classes.weighted_sr(c)
     return a, b
 
 
@@ -169,7 +169,8 @@ def boundary_slope(stats, method):
     n = stats.n_obs
     if not is_reml(method):
         return float(n - n * r2 / rss)
-    trace = np.trace(la.cho_solve(factor, stats.classes.ss.sum(axis=0)))
+    classes = stats.classes
+    trace = np.trace(la.cho_solve(factor, classes.gram(np.ones(classes.size.shape[0]))))
     return float(n - trace - denominator(stats, method) * r2 / rss)
 
 
@@ -183,9 +184,9 @@ def within_group_rss(stats):
     """
     classes = stats.classes
     inverse = 1.0 / classes.size
-    w_xx = stats.xtx - la.class_sum(inverse, classes.ss)
-    w_xy = stats.xty - inverse @ classes.st
-    w_yy = stats.yty - inverse @ classes.tt
+    w_xx = stats.xtx - classes.gram(inverse)
+    w_xy = stats.xty - classes.weighted_sr(inverse)
+    w_yy = stats.yty - inverse @ classes.residual_squares(np.zeros(stats.n_params))
     coef = np.linalg.lstsq(w_xx, w_xy, rcond=1e-10)[0]
     return float(w_yy - w_xy @ coef)
 
@@ -208,9 +209,9 @@ def lambda_derivatives(stats, lam, method):
     beta = la.cho_solve(factor, b)
     r2 = classes.residual_squares(beta)
     # sum_j c1_j s_j r_j; the second derivative of rss needs its A^-1 norm.
-    sr = c1 @ (classes.st - classes.ss @ beta)
+    sr = classes.weighted_sr(c1, beta)
     a_inv = la.cho_inverse(factor)
-    a1 = -la.class_sum(c1, classes.ss)
+    a1 = -classes.gram(c1)
     out = {
         "rss": ols_rss(stats, beta) - c @ r2,
         "rss1": -(c1 @ r2),
@@ -222,7 +223,7 @@ def lambda_derivatives(stats, lam, method):
         "a1": a1,
     }
     if is_reml(method):
-        a2 = -la.class_sum(c2, classes.ss)
+        a2 = -classes.gram(c2)
         m = a_inv @ a1
         out["logdet"] += log_det_a(factor)
         out["logdet1"] += np.trace(m)

@@ -59,11 +59,9 @@ def m_step_ml(stats, beta_old, c, var, xtx_factor):
     sum_j u_hat_j^2 = sum_k c_k^2 sum_{j in k} r_j^2, and so on.
     """
     classes = stats.classes
-    ss_old = classes.ss @ beta_old
-    beta = la.cho_solve(xtx_factor, stats.xty - c @ (classes.st - ss_old))
-    r2_old = classes.tt - 2.0 * classes.st @ beta_old + ss_old @ beta_old
-    # sum over a class of r_j(beta_old) r_j(beta)
-    cross = classes.tt - classes.st @ (beta_old + beta) + ss_old @ beta
+    beta = la.cho_solve(xtx_factor, stats.xty - classes.weighted_sr(c, beta_old))
+    r2_old = classes.residual_squares(beta_old)
+    cross = classes.cross_residuals(beta_old, beta)
     eu2 = c**2 * r2_old + classes.count * var  # per class: sum of E[u_j^2]
     s2e = (crit.ols_rss(stats, beta) - 2.0 * c @ cross + classes.size @ eu2) / stats.n_obs
     s2u = eu2.sum() / stats.n_groups
@@ -77,7 +75,7 @@ def reml_e_step(stats, s2u, s2e):
     v_j = s2u - s2u^2 (Z'PZ)_jj, and E[e'e | y] = e_hat'e_hat + n s2e - s2e^2 tr(P);
     every sum over groups taken over size classes:
     sum_j (Z'PZ)_jj = sum_j n_j / d_j - tr((X'V^-1 X)^-1 sum_j s_j s_j' / d_j^2)
-    and tr(P) = sum_j n_j (1 - c_j) / s2e - tr((X'V^-1 X)^-1 X'V^-2 X), with
+    and tr(P) = (n - sum_j n_j c_j) / s2e - tr((X'V^-1 X)^-1 X'V^-2 X), with
     s2e^2 X'V^-2 X = X'X - sum_j (2 c_j - n_j c_j^2) s_j s_j'.  Each trace is a
     weighted sum of the K traces tr(A^-1 sum_{j in k} s_j s_j'), formed once.
     """
@@ -85,7 +83,7 @@ def reml_e_step(stats, s2u, s2e):
     size, count = classes.size, classes.count
     beta, factor = crit.gls_beta(stats, s2u / s2e)
     a_inv = la.cho_inverse(factor)  # A^-1 = (X'V^-1 X)^-1 / s2e
-    traces = classes.ss.reshape(size.shape[0], -1) @ a_inv.reshape(-1)  # tr(A^-1 ss_k)
+    traces = classes.traces(a_inv)  # tr(A^-1 ss_k)
     d = s2e + size * s2u
     c = s2u / d
     r2 = classes.residual_squares(beta)
@@ -93,7 +91,7 @@ def reml_e_step(stats, s2u, s2e):
 
     zpz = count @ (size / d) - s2e * ((1.0 / d**2) @ traces)
     sum_v = stats.n_groups * s2u - s2u**2 * zpz
-    tr_p = (count @ (size * (1.0 - c)) - np.vdot(a_inv, stats.xtx) + w2 @ traces) / s2e
+    tr_p = (stats.n_obs - count @ (size * c) - np.vdot(a_inv, stats.xtx) + w2 @ traces) / s2e
     e_hat_sq = crit.ols_rss(stats, beta) - w2 @ r2
     expected_ee = e_hat_sq + stats.n_obs * s2e - s2e**2 * tr_p
     return beta, (c * c) @ r2 + sum_v, expected_ee

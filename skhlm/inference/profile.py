@@ -7,7 +7,6 @@ profiled deviance is a 1-D minimization over lambda on the statistics, so a whol
 table takes a fraction of a second.
 """
 
-from dataclasses import replace
 from functools import lru_cache
 
 import numpy as np
@@ -112,16 +111,7 @@ def constrained_stats(stats, contrast, value):
 
     xty_shift = stats.xty - stats.xtx @ shift
     # The same map on the size-class sums: s_j -> N's_j, t_j -> t_j - s_j'shift.
-    cl = stats.classes
-    ss_shift = cl.ss @ shift
-    classes = replace(
-        cl,
-        ss=np.ascontiguousarray(both(cl.ss)),
-        st=right(cl.st - ss_shift),
-        tt=cl.tt - 2.0 * cl.st @ shift + ss_shift @ shift,
-        s=right(cl.s),
-        t=cl.t - cl.s @ shift,
-    )
+    classes = stats.classes.constrained(right, both, shift)
     groups = stats.groups
     return type(stats)(
         xtx=both(stats.xtx),
@@ -130,6 +120,7 @@ def constrained_stats(stats, contrast, value):
         n_obs=stats.n_obs,
         groups=groups.mapped(right(groups.x_map), groups.y_map - groups.x_map @ shift),
         classes=classes,
+        weight=stats.weight,
     )
 
 

@@ -7,10 +7,11 @@ sufficient statistics (chunks, partitions) has none, and its summary says so.
 import numpy as np
 
 
-def scaled_residual_quantiles(X, y, coding, result):
+def scaled_residual_quantiles(X, y, coding, result, weights=None):
     """Min, quartiles and max of (y - x'beta - u_j) / sqrt(s2e) (lme4's scaled
     residuals), in the user's units, from the rows and their
-    :class:`~skhlm.data.groups.GroupCoding`."""
+    :class:`~skhlm.data.groups.GroupCoding`; times sqrt(w) with precision weights
+    (lme4's Pearson residuals)."""
     s2e = result.variance_components[1]
     if s2e == 0:  # an exact least-squares fit: nothing to scale
         return np.zeros(5)
@@ -20,6 +21,8 @@ def scaled_residual_quantiles(X, y, coding, result):
     if result.grouped:
         resid += result.random_effects[0][coding.level][coding.codes]
     np.subtract(y, resid, out=resid)
+    if weights is not None:
+        resid *= np.sqrt(weights)
     return quartiles(resid) / np.sqrt(s2e)
 
 
@@ -27,7 +30,7 @@ def scaled_residual_quantiles(X, y, coding, result):
 _SLOPE_BLOCK = 1 << 16
 
 
-def slope_residual_quantiles(X, y, coding, coef, intercept, effects, slope_columns, s2e):
+def slope_residual_quantiles(X, y, coding, coef, intercept, effects, slope_columns, s2e, weights=None):
     """The same for random slopes, (y - x'beta - z'b_j) / sqrt(s2e), with ``effects``
     the (G, q) BLUPs in label order and ``slope_columns`` Z's columns of X after the
     ones: formed in blocks of rows, so one (n,) array is all of size n."""
@@ -43,6 +46,8 @@ def slope_residual_quantiles(X, y, coding, coef, intercept, effects, slope_colum
             mean += x[:, column] * b[:, k]
         np.subtract(y[rows], mean, out=resid[rows])
         resid[rows] -= intercept
+    if weights is not None:
+        resid *= np.sqrt(weights)
     return quartiles(resid) / np.sqrt(s2e)
 
 
