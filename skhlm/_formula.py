@@ -106,7 +106,7 @@ def _check_slopes(term, data, X, fixed):
             )
 
 
-def lmer(formula, data, *, REML=True, **estimator_params):
+def lmer(formula, data, *, REML=True, weights=None, **estimator_params):
     """Fit a linear mixed model written as lme4's formula.
 
     ``lmer("y ~ x + (1 | g)", data)`` fits RandomInterceptRegressor, and
@@ -130,6 +130,11 @@ def lmer(formula, data, *, REML=True, **estimator_params):
         converted to pandas).
     REML : bool, default=True
         REML (lme4's default) or, with False, maximum likelihood.
+    weights : str or array-like of shape (len(data),), default=None
+        Precision weights, as lme4's ``weights``: the name of a column of ``data``
+        (lme4's ``weights = w``) or one weight per row.  ``Var(e_i) = s2e / w_i``;
+        a row with a missing weight is dropped with the other incomplete rows, one
+        of weight 0 is dropped by the fit (lme4 keeps it, and its logLik is -Inf).
     **estimator_params
         Passed to the estimator: ``max_iter``, ``tol``, ``verbose``,
         ``unseen_groups``.  The formula sets the others.
@@ -175,7 +180,11 @@ def lmer(formula, data, *, REML=True, **estimator_params):
     formulaic = _formulaic()
     # Positions, which survive formulaic's dropping of rows with missing values.
     rows = data.reset_index(drop=True)
-    rows = rows[rows[term.group].notna()]
+    w = _weights(weights, rows)
+    complete = rows[term.group].notna().to_numpy().copy()
+    if w is not None:
+        complete &= w.notna().to_numpy()
+    rows = rows[complete]
     matrices = formulaic.model_matrix(f"{parsed.response} ~ {parsed.fixed}", rows)
     lhs, rhs = matrices.lhs, matrices.rhs
     if lhs.shape[1] != 1 or not pd.api.types.is_numeric_dtype(lhs.iloc[:, 0]):
@@ -199,8 +208,33 @@ def lmer(formula, data, *, REML=True, **estimator_params):
     y = pd.Series(lhs.iloc[:, 0].to_numpy(dtype=np.float64), name=parsed.response)
     groups = rows[term.group].loc[rhs.index].reset_index(drop=True)
     estimator = _estimator(term, fit_intercept, REML, estimator_params)
-    estimator.fit(X, y, groups=groups)
+    sample_weight = None if w is None else w.loc[rhs.index].to_numpy()
+    estimator.fit(X, y, groups=groups, sample_weight=sample_weight)
     return LmerModel(formula, estimator, rhs.model_spec, term.group)
+
+
+def _weights(weights, rows):
+    """lmer's weights as a Series on the rows' positions (None without weights)."""
+    if weights is None:
+        return None
+    if isinstance(weights, str):
+        if weights not in rows.columns:
+            raise ValueError(
+                f"weights={weights!r} is not a column of the data (its columns: "
+                f"{list(rows.columns)}). Pass a column name or one weight per row."
+            )
+        w = rows[weights]
+    else:
+        w = weights.to_numpy() if hasattr(weights, "to_numpy") else np.asarray(weights)
+        if w.ndim != 1 or w.shape[0] != len(rows):
+            raise ValueError(
+                f"weights must be a column name or one weight per row of the data "
+                f"({len(rows)} rows); got shape {w.shape}."
+            )
+        w = pd.Series(w, index=rows.index)
+    if not pd.api.types.is_numeric_dtype(w):
+        raise ValueError(f"weights must be numeric; got dtype {w.dtype}.")
+    return w.astype(np.float64)
 
 
 class LmerModel:

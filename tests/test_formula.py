@@ -440,3 +440,55 @@ def test_the_seed_articles_three_models_through_lmer_are_lme4s(key):
     fixed = m.summary().fixed_effects
     np.testing.assert_allclose(fixed["std_error"], se, rtol=1e-5)
     np.testing.assert_allclose(fixed["df"], ref["satterthwaite"]["df"], rtol=1e-3)
+
+
+# --- weights ------------------------------------------------------------------------
+
+WEIGHTS = json.loads((DATA / "weights" / "lme4_weights.json").read_text())["fits"]
+
+
+@pytest.mark.parametrize(
+    "formula, key",
+    [
+        ("y ~ x1 + x2 + (1 | g)", "ri_weights/ri"),
+        ("y ~ x1 + x2 + (x1 | g)", "slopes_weights/slopes"),
+        ("y ~ x1 + x2 + (x1 || g)", "slopes_diag_weights/slopes_diag"),
+    ],
+)
+@pytest.mark.parametrize("REML", [True, False])
+def test_weights_by_column_name_are_lme4s_weights(formula, key, REML):
+    data = key.split("/")[0]
+    d = pd.read_csv(DATA / "weights" / f"{data}.csv")
+    ref = WEIGHTS[f"{key}/{'reml' if REML else 'ml'}"]
+    m = lmer(formula, d, REML=REML, weights="w")
+    np.testing.assert_allclose(np.r_[m.intercept_, m.coef_], ref["fixef"], rtol=1e-7)
+    assert m.log_likelihood_ == pytest.approx(ref["logLik"], abs=1e-6)
+    # The same as the estimator given the weights; and weights as an array.
+    by_array = lmer(formula, d, REML=REML, weights=d["w"].to_numpy())
+    assert by_array.log_likelihood_ == m.log_likelihood_
+    unweighted = lmer(formula, d, REML=REML)
+    assert abs(unweighted.log_likelihood_ - m.log_likelihood_) > 1.0
+
+
+def test_a_missing_weight_drops_its_row_with_the_other_incomplete_rows():
+    d = pd.read_csv(DATA / "weights" / "ri_weights.csv")
+    gap = d.copy()
+    gap.loc[[3, 10], "w"] = np.nan
+    with pytest.warns(UserWarning, match="lmer dropped 2 of 1025 rows"):
+        m = lmer("y ~ x1 + x2 + (1 | g)", gap, weights="w")
+    dropped = lmer("y ~ x1 + x2 + (1 | g)", d.drop(index=[3, 10]), weights="w")
+    np.testing.assert_allclose(m.coef_, dropped.coef_, rtol=1e-12)
+    assert m.log_likelihood_ == pytest.approx(dropped.log_likelihood_, rel=1e-12)
+    assert m.summary().n_obs == 1023
+
+
+def test_lmer_weights_errors_say_what_to_pass():
+    d = pd.read_csv(DATA / "weights" / "ri_weights.csv")
+    with pytest.raises(ValueError, match="weights='wt' is not a column of the data"):
+        lmer("y ~ x1 + (1 | g)", d, weights="wt")
+    with pytest.raises(ValueError, match=r"one weight per row of the data \(1025 rows\); got shape \(3,\)"):
+        lmer("y ~ x1 + (1 | g)", d, weights=[1.0, 2.0, 3.0])
+    with pytest.raises(ValueError, match="weights must be numeric"):
+        lmer("y ~ x1 + (1 | g)", d.assign(w="a"), weights="w")
+    with pytest.raises(ValueError, match="negative value"):
+        lmer("y ~ x1 + (1 | g)", d.assign(w=-d["w"]), weights="w")
