@@ -80,10 +80,12 @@ class _GroupAdder:
         self.indptr = np.arange(max_rows + 1, dtype=index_dtype)
         self.ones = np.ones(max_rows)
 
-    def __call__(self, out, codes, values):
+    def __call__(self, out, codes, values, scale=None):
+        """``out[codes[i]] += values[i]``, or ``scale[i] * values[i]`` with a scale."""
         n_rows = codes.shape[0]
         codes = np.ascontiguousarray(codes, dtype=self.indptr.dtype)
-        indptr, ones = self.indptr[: n_rows + 1], self.ones[:n_rows]
+        indptr = self.indptr[: n_rows + 1]
+        ones = self.ones[:n_rows] if scale is None else np.ascontiguousarray(scale, dtype=np.float64)
         n_groups = out.shape[0]
         if _csc_matvecs is None:  # scipy without its private loop: tested
             from scipy import sparse
@@ -103,8 +105,9 @@ def _centered_cross_products(X, y, codes, n_groups, x_offset, y_offset, weights=
 
     Each block of rows is centered into a reused float64 buffer (the input is never
     copied whole) and enters X'X by one matrix product.  With precision weights w
-    the sums are X'WX, X'Wy, y'Wy and the groups' sums of w x and w y: those of the
-    rows times sqrt(w), formed without the square roots.
+    the sums are X'WX, X'Wy, y'Wy and the groups' sums of w x and w y: the block is
+    multiplied by sqrt(w) in place, so that X'WX is still the block's own product
+    (BLAS syrk), and the groups' sums add sqrt(w) times its rows.
     """
     n, k = X.shape
     n_block = min(n, _BLOCK_ROWS, max(256, _BLOCK_BYTES // (8 * max(k, 1))))
@@ -112,7 +115,7 @@ def _centered_cross_products(X, y, codes, n_groups, x_offset, y_offset, weights=
     gx, gy = np.zeros((n_groups, k)), np.zeros(n_groups)
     xc_buffer, yc_buffer = np.empty((n_block, k)), np.empty(n_block)
     if weights is not None:
-        wx_buffer, wy_buffer = np.empty((n_block, k)), np.empty(n_block)
+        root_buffer = np.empty(n_block)
     add_to_groups = _GroupAdder(n_block, codes.dtype)
     # A C-ordered block is centered as one flat vector against the tiled offset: a
     # contiguous subtraction, 2x faster than broadcasting over rows of k elements.
@@ -128,18 +131,16 @@ def _centered_cross_products(X, y, codes, n_groups, x_offset, y_offset, weights=
             np.subtract(X[start:stop], x_offset, out=xc)
         np.subtract(y[start:stop], y_offset, out=yc)
         block_codes = codes[start:stop]
-        if weights is None:
-            wx, wy = xc, yc
-        else:
-            w = weights[start:stop]
-            wx, wy = wx_buffer[:m], wy_buffer[:m]
-            np.multiply(xc, w[:, None], out=wx)
-            np.multiply(yc, w, out=wy)
-        xtx += wx.T @ xc
-        xty += yc @ wx
-        yty += wy @ yc
-        add_to_groups(gx, block_codes, wx)
-        add_to_groups(gy, block_codes, wy)
+        root = None
+        if weights is not None:
+            root = np.sqrt(weights[start:stop], out=root_buffer[:m])
+            xc *= root[:, None]
+            yc *= root
+        xtx += xc.T @ xc
+        xty += yc @ xc
+        yty += yc @ yc
+        add_to_groups(gx, block_codes, xc, root)
+        add_to_groups(gy, block_codes, yc, root)
     return xtx, xty, float(yty), gx, gy
 
 
@@ -259,7 +260,7 @@ def _chunk_sums(X, y, coding, fit_intercept, weights=None):
     else:
         total = float(weights.sum())
         sizes = np.bincount(codes, weights=weights, minlength=n_groups)
-        positive = weights[weights > 0]
+        positive = weights if weights.all() else weights[weights > 0]
         n_rows, log_weights = positive.shape[0], float(np.log(positive).sum())
     if total > 0:
         _refuse_tiny_values(

@@ -64,9 +64,8 @@ def slope_statistics(X, y, coding, units, slopes, *, diagonal, stats=None, weigh
             dy = np.column_stack([d, (y[start:stop] - y_offset) / y_scale])
             z = d[:, spos] if first else np.column_stack([np.ones(stop - start), d[:, spos]])
             products = z[:, :, None] * dy[:, None, :]
-            if weights is not None:
-                products *= weights[start:stop, None, None]
-            add(out, coding.codes[start:stop], np.ascontiguousarray(products.reshape(stop - start, width)))
+            scale = None if weights is None else weights[start:stop]
+            add(out, coding.codes[start:stop], np.ascontiguousarray(products.reshape(stop - start, width)), scale)
     # Z'[X, y] in one (G, q, p + 1) array (its slope rows from the pass).
     ztd = out.reshape(G, q, p + 1) if not first else np.empty((G, q, p + 1))
     if first:

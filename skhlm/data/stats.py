@@ -72,6 +72,11 @@ class SizeClasses:
         )
 
 
+# Groups per block of PerGroup.gram: 16384 x 11 float64 (1.4 MiB) was fastest at 1e5
+# groups (4096: +20%, all at once: +100%).
+_GRAM_BLOCK = 1 << 14
+
+
 @dataclass(frozen=True)
 class PerGroup:
     """The same sums as :class:`SizeClasses`, one "class" per group: for weighted
@@ -99,14 +104,38 @@ class PerGroup:
         return self.residuals(beta_a) * self.residuals(beta_b)
 
     def gram(self, weights):
-        return (self.s.T * weights) @ self.s
+        # B'B with B = sqrt(|weights|) s, a symmetric rank-k update (BLAS syrk, half
+        # the work of a general product), in blocks of groups that stay in the cache:
+        # 2x faster than (s' * weights) @ s at 1e5 groups.
+        if (weights >= 0).all():
+            sign = 1.0
+        elif (weights <= 0).all():
+            sign = -1.0
+        else:
+            return (self.s.T * weights) @ self.s
+        root = np.sqrt(sign * weights)
+        n_groups, p = self.s.shape
+        out = np.zeros((p, p))
+        block = np.empty((min(n_groups, _GRAM_BLOCK), p))
+        for start in range(0, n_groups, _GRAM_BLOCK):
+            stop = min(start + _GRAM_BLOCK, n_groups)
+            scaled = block[: stop - start]
+            np.multiply(self.s[start:stop], root[start:stop, None], out=scaled)
+            out += scaled.T @ scaled
+        return sign * out
 
     def weighted_sr(self, weights, beta=None):
         r = self.t if beta is None else self.residuals(beta)
         return (weights * r) @ self.s
 
     def traces(self, matrix):
-        return np.einsum("ij,ij->i", self.s @ matrix, self.s)
+        # s_j' matrix s_j, in the gram's blocks of groups (1.5x faster than at once).
+        n_groups = self.s.shape[0]
+        out = np.empty(n_groups)
+        for start in range(0, n_groups, _GRAM_BLOCK):
+            block = self.s[start : start + _GRAM_BLOCK]
+            np.einsum("ij,ij->i", block @ matrix, block, out=out[start : start + _GRAM_BLOCK])
+        return out
 
     def constrained(self, right, both, shift):
         return replace(self, s=right(self.s), t=self.t - self.s @ shift)
