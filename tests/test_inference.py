@@ -199,9 +199,23 @@ def test_compare_refuses_different_data():
     a = RandomInterceptRegressor(method="ml").fit(d[["desk"]], d["y"], groups=d["g"])
     b = RandomInterceptRegressor(method="ml").fit(d[["desk"]], d["y"] + 1.0, groups=d["g"])
     c = RandomInterceptRegressor(method="ml").fit(d[["desk"]], d["y"], groups=np.roll(d["g"], 7))
-    for other in (b, c):
+    # Weights change the data the likelihood is of (weighted sums), even all equal to 2.
+    w = np.random.default_rng(0).uniform(0.5, 2.0, len(d))
+    e = RandomInterceptRegressor(method="ml").fit(d[["desk"]], d["y"], groups=d["g"], sample_weight=w)
+    twos = RandomInterceptRegressor(method="ml").fit(d[["desk"]], d["y"], groups=d["g"], sample_weight=np.full(len(d), 2.0))
+    for other in (b, c, e, twos):
         with pytest.raises(ValueError, match="not fitted to the same data"):
             compare(a, other)
+
+
+def test_compare_takes_weighted_fits_of_the_same_weights():
+    d = pd.read_csv(dense_path("pisa"))
+    w = np.random.default_rng(0).uniform(0.5, 2.0, len(d))
+    m0 = RandomInterceptRegressor(method="ml").fit(d[["desk"]], d["y"], groups=d["g"], sample_weight=w)
+    m1 = RandomInterceptRegressor(method="ml").fit(d[["desk", "escs"]], d["y"], groups=d["g"], sample_weight=w)
+    table = compare(m0, m1)
+    assert table["Chisq"].iloc[1] == pytest.approx(2 * (m1.log_likelihood_ - m0.log_likelihood_), rel=1e-12)
+    assert table["Chisq"].iloc[1] > 10
 
 
 def test_compare_reml_with_same_fixed_effects_is_the_group_lrt():
@@ -551,8 +565,9 @@ def test_compare_messages_say_why_and_what_to_do():
         )),
         ((ml, ml, other), {"names": ["first", "second", "third"]}, (
             "third was not fitted to the same data as first (the number of rows, the "
-            "response or the groups differ); likelihoods of different data are not "
-            "comparable. Fit all models to the same y and groups."
+            "response, the groups or the weights differ); likelihoods of different data "
+            "are not comparable. Fit all models to the same y and groups, with the same "
+            "sample_weight."
         )),
     ]
     for models, kwargs, message in cases:

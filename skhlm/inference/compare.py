@@ -254,6 +254,7 @@ def _check_same_data(results, names):
         if not same:
             raise ValueError(
                 f"{name} was not fitted to the same data as {names[0]} (the number of "
-                "rows, the response or the groups differ); likelihoods of different "
-                "data are not comparable. Fit all models to the same y and groups."
+                "rows, the response, the groups or the weights differ); likelihoods of "
+                "different data are not comparable. Fit all models to the same y and "
+                "groups, with the same sample_weight."
             )
