@@ -15,14 +15,17 @@ from . import _checks
 from .data.groups import GroupCoding, as_labels, encode_groups, lookup_groups, split_group_column
 
 
-def group_coding(groups, n_samples, no_groups_warning):
+def group_coding(groups, n_samples, no_groups_warning, count=True):
     """The rows' :class:`GroupCoding`; without groups, all rows in one group, with
-    ``no_groups_warning`` (what the model then is, and how to pass the groups)."""
+    ``no_groups_warning`` (what the model then is, and how to pass the groups; None
+    for none).  ``count``: refuse too few groups, warn for few."""
     if groups is None:
-        _checks.warn(no_groups_warning)
+        if no_groups_warning is not None:
+            _checks.warn(no_groups_warning)
         return GroupCoding.single(n_samples)
     coding = encode_groups(groups, n_samples)
-    _checks.group_count(coding.n_groups, n_samples)
+    if count:  # (a chunk of partial_fit may hold one group)
+        _checks.group_count(coding.n_groups, n_samples)
     return coding
 
 

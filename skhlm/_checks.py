@@ -233,6 +233,24 @@ def identifiable(stats, grouped):
         )
 
 
+def not_identified_yet(stats, grouped, n_rows):
+    """Why the rows seen so far (by partial_fit) cannot identify the model, or None:
+    what :func:`group_count` and :func:`identifiable` refuse, which more rows may
+    cure."""
+    if grouped and stats.n_groups < 2:
+        return "all of them are in one group; a random intercept needs rows of 2 or more groups."
+    if grouped and stats.n_groups >= stats.n_obs:
+        return (
+            "no group has 2 rows yet, so s2u and s2e cannot be told apart; it fits once "
+            "some group has 2 or more rows."
+        )
+    try:
+        identifiable(stats, grouped)
+    except ValueError as error:
+        return f"they cannot identify the model yet: {error}"
+    return None
+
+
 def binary_response(y, estimator="RandomInterceptRegressor"):
     """Warn when y takes two values only: the model is for a continuous response.
     Two values among the first 64 rows are rare for a continuous y, so the full

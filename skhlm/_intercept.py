@@ -11,6 +11,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import _checks
 from ._base import GroupedRegressorMixin, group_coding
+from ._incremental import IncrementalFitMixin
 from ._blas import blas_threads, small_matrix_blas
 from ._summary import summarize
 from .data.accumulator import NonFiniteStatistics, StatsAccumulator, TinyValues
@@ -35,14 +36,19 @@ class PreparedData:
     weights: np.ndarray = None  # (n,) precision weights > 0, or None
 
 
-def prepare(estimator, X, y, groups, sample_weight=None):
+def prepare(estimator, X, y, groups, sample_weight=None, *, reset=True, chunk=False):
     """Validate a linear mixed model's input (and set ``n_features_in_`` and
     ``feature_names_in_``): numeric X, finite y, the groups' coding, the weights.
     Warns, as lme4 would not fit, when there are no groups, and for a binary y.
 
     Rows of zero weight are dropped here (a copy of the rest): a zero precision
     weight is an infinite variance, so the row says nothing.  (lme4 keeps such rows
-    and adds log 0 to its log-likelihood, which is then -Inf.)"""
+    and adds log 0 to its log-likelihood, which is then -Inf.)
+
+    A ``chunk`` of partial_fit is not refused for its number of groups (the chunks
+    together count); ``reset=False`` (a later chunk) checks X against the features
+    seen before instead of setting them, and warns about missing groups or a binary
+    y no more (the first chunk did)."""
     X, groups = estimator._take_groups(X, groups)
     # For the printed formula only: the names of a Series y and groups.
     response = str(getattr(y, "name", None) or "y")
@@ -63,19 +69,22 @@ def prepare(estimator, X, y, groups, sample_weight=None):
         y_numeric=True,
         ensure_min_features=0 if intercept_only else 1,
         ensure_all_finite=False,
+        reset=reset,
     )
-    _checks.binary_response(y, type(estimator).__name__)
+    if reset:
+        _checks.binary_response(y, type(estimator).__name__)
     feature_names = getattr(estimator, "feature_names_in_", None)
     n_samples = X.shape[0]
     name = type(estimator).__name__
     coding = group_coding(
         groups,
         n_samples,
-        f"{name}.fit got no groups, so the model has no random "
+        None if not reset else f"{name}.fit got no groups, so the model has no random "
         "effects and the fit is ordinary least squares (s2u = 0). Pass "
         "fit(X, y, groups=labels), or name the column of X that holds them with "
         "group_column; inside a Pipeline or model selection tool, enable "
         "metadata routing and pass params={'groups': labels}.",
+        count=not chunk,
     )
     weights = _checks.sample_weights(sample_weight, n_samples)
     if weights is not None and not weights.all():
@@ -105,7 +114,7 @@ def accumulate(data, fit_intercept):
     return stats, standardization, levels
 
 
-class RandomInterceptRegressor(GroupedRegressorMixin, RegressorMixin, BaseEstimator):
+class RandomInterceptRegressor(IncrementalFitMixin, GroupedRegressorMixin, RegressorMixin, BaseEstimator):
     """Linear model with a random intercept per group, fitted by EM (REML or ML).
 
     The model is ``y_ij = x_ij' beta + u_j + e_ij`` with ``u_j ~ N(0, s2u)`` and
@@ -250,6 +259,7 @@ class RandomInterceptRegressor(GroupedRegressorMixin, RegressorMixin, BaseEstima
     # Request groups by default, so that metadata routing delivers them unasked
     # (sample_weight, as scikit-learn's estimators, only when asked to).
     __metadata_request__fit = {"groups": True}
+    __metadata_request__partial_fit = {"groups": True}
     __metadata_request__predict = {"groups": True, "return_std": True}
     __metadata_request__score = {"groups": True}
 
@@ -301,6 +311,7 @@ class RandomInterceptRegressor(GroupedRegressorMixin, RegressorMixin, BaseEstima
         return self._fit_or_nothing(X, y, groups, sample_weight)
 
     def _fit(self, X, y, groups, sample_weight=None):
+        self._forget_chunks()
         return self._fit_prepared(prepare(self, X, y, groups, sample_weight))
 
     def _fit_prepared(self, data):
@@ -309,19 +320,28 @@ class RandomInterceptRegressor(GroupedRegressorMixin, RegressorMixin, BaseEstima
         # pass keeps BLAS's threads and the small-matrix algebra sets its own).
         with blas_threads(data.X.shape[1]):
             stats, standardization, levels = accumulate(data, self.fit_intercept)
+            result = self._fit_statistics(stats, standardization, levels if data.grouped else None, data.names)
             with small_matrix_blas(stats.n_params):
-                result = fit_result.fit(
-                    stats,
-                    standardization,
-                    self.method,
-                    limits=Limits(self.max_iter, self.tol),
-                    levels=levels if data.grouped else None,
-                    names=data.names,
-                    verbose=self.verbose,
-                )
                 quantiles = scaled_residual_quantiles(data.X, data.y, data.coding, result, data.weights)
                 self._publish(result.with_residual_quantiles(quantiles))
         return self
+
+    def _prepare_chunk(self, X, y, groups, sample_weight, reset):
+        return prepare(self, X, y, groups, sample_weight, reset=reset, chunk=True)
+
+    def _fit_statistics(self, stats, standardization, levels, names):
+        """EM on the statistics: the FitResult (without residuals: they need the rows)."""
+        with small_matrix_blas(stats.n_params):
+            result = fit_result.fit(
+                stats,
+                standardization,
+                self.method,
+                limits=Limits(self.max_iter, self.tol),
+                levels=levels,
+                names=names,
+                verbose=self.verbose,
+            )
+        return result
 
     def predict(self, X, groups=None, return_std=False, *, population=False):
         """Predict, with the group's random intercept where the group is known.
@@ -351,6 +371,7 @@ class RandomInterceptRegressor(GroupedRegressorMixin, RegressorMixin, BaseEstima
         y_std : ndarray of shape (n_samples,)
             Only with ``return_std=True``.
         """
+        self._check_fitted_for_predict()
         X, groups = self._validate_for_predict(X, groups, check_finite=False)
         y_pred = self._fixed_part(X)
         index = None
@@ -392,6 +413,7 @@ class RandomInterceptRegressor(GroupedRegressorMixin, RegressorMixin, BaseEstima
             ``confint`` and ``group_intercepts``, which the block does not show, are
             computed on first access (as lme4's ``confint``), then kept.
         """
+        self._check_fitted_for_predict()
         check_is_fitted(self)
         with small_matrix_blas(self._result.stats.n_params):
             return summarize(self._result, level=level, ddf=ddf)

@@ -1,0 +1,236 @@
+"""partial_fit: chunks of rows in any order and size give the fit of all of them."""
+
+import pickle
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.exceptions import NotFittedError
+
+from skhlm import RandomInterceptRegressor
+
+RTOL = 1e-8  # EM's tolerance (1e-10 on the parameters) is the limit
+
+
+def simulate(n=4000, n_groups=60, p=3, offset=0.0, seed=0):
+    rng = np.random.default_rng(seed)
+    g = rng.integers(0, n_groups, n)
+    X = rng.normal(size=(n, p)) + offset
+    X[:, -1] = rng.normal(size=n_groups)[g] + offset  # a level-2 column
+    y = X @ np.linspace(1.0, -1.0, p) + 2.0 * rng.normal(size=n_groups)[g] + rng.normal(size=n) + offset
+    w = rng.uniform(0.5, 2.0, n)
+    return X, y, g, w
+
+
+def assert_same_fit(a, b, rtol=RTOL):
+    np.testing.assert_allclose(a.coef_, b.coef_, rtol=rtol, atol=rtol * np.abs(b.coef_).max())
+    assert a.intercept_ == pytest.approx(b.intercept_, rel=rtol, abs=rtol)
+    for key in ("group", "residual"):
+        assert a.variance_components_[key] == pytest.approx(b.variance_components_[key], rel=rtol)
+    assert a.log_likelihood_ == pytest.approx(b.log_likelihood_, rel=1e-12, abs=1e-8)
+    np.testing.assert_array_equal(a.groups_, b.groups_)
+    np.testing.assert_allclose(a.random_effects_, b.random_effects_, rtol=rtol, atol=rtol * np.abs(b.random_effects_).max())
+    np.testing.assert_allclose(a.random_effects_var_, b.random_effects_var_, rtol=rtol)
+
+
+def in_chunks(model, X, y, g, w, cuts, order=None):
+    order = np.arange(len(y)) if order is None else order
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # one group so far: tested below
+        for start, stop in zip(cuts[:-1], cuts[1:]):
+            rows = order[start:stop]
+            model.partial_fit(X[rows], y[rows], groups=g[rows], sample_weight=None if w is None else w[rows])
+    return model
+
+
+@pytest.mark.parametrize("method", ["reml", "ml"])
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_chunks_in_random_order_equal_one_fit(method, weighted, seed):
+    X, y, g, w = simulate(seed=seed)
+    w = w if weighted else None
+    whole = RandomInterceptRegressor(method=method).fit(X, y, groups=g, sample_weight=w)
+    rng = np.random.default_rng(seed + 10)
+    order = rng.permutation(len(y))
+    cuts = np.unique(np.r_[0, 1, 2, rng.integers(3, len(y), 6), len(y)])
+    chunked = in_chunks(RandomInterceptRegressor(method=method), X, y, g, w, cuts, order)
+    assert_same_fit(chunked, whole)
+
+
+def test_groups_split_across_chunks_and_new_groups_later():
+    X, y, g, w = simulate(n_groups=40)
+    order = np.argsort(g, kind="stable")  # groups arrive one after another...
+    cuts = np.r_[0, 50, 333, 1000, 2500, len(y)]  # ...cut through the middle of some
+    chunked = in_chunks(RandomInterceptRegressor(), X, y, g, w, cuts, order)
+    whole = RandomInterceptRegressor().fit(X, y, groups=g, sample_weight=w)
+    assert_same_fit(chunked, whole)
+
+
+def test_chunks_of_one_row():
+    X, y, g, w = simulate(n=300, n_groups=12)
+    chunked = in_chunks(RandomInterceptRegressor(), X, y, g, w, np.arange(len(y) + 1))
+    assert_same_fit(chunked, RandomInterceptRegressor().fit(X, y, groups=g, sample_weight=w))
+
+
+def test_large_offsets_lose_no_digits_in_any_order():
+    # Columns and y around 1e8 with unit spread: the chunks' sums are merged about
+    # their combined mean, so the digits survive, in either order.
+    X, y, g, _ = simulate(offset=1e8)
+    whole = RandomInterceptRegressor().fit(X - 1e8, y - 1e8, groups=g)
+    cuts = np.r_[0, 7, 900, 2000, len(y)]
+    for order in (np.arange(len(y)), np.arange(len(y))[::-1]):
+        chunked = in_chunks(RandomInterceptRegressor(), X, y, g, None, cuts, order)
+        np.testing.assert_allclose(chunked.coef_, whole.coef_, rtol=1e-7)
+        assert chunked.variance_components_["group"] == pytest.approx(whole.variance_components_["group"], rel=1e-7)
+        assert chunked.variance_components_["residual"] == pytest.approx(whole.variance_components_["residual"], rel=1e-7)
+
+
+def test_string_labels_and_dataframes_keep_their_names():
+    X, y, g, _ = simulate()
+    df = pd.DataFrame(X, columns=["a", "b", "c"])
+    labels = np.array([f"school {k:03d}" for k in g])
+    chunked = in_chunks(RandomInterceptRegressor(), df.to_numpy(), y, labels, None, np.r_[0, 1000, len(y)])
+    named = RandomInterceptRegressor()
+    named.partial_fit(df.iloc[:1000], y[:1000], groups=labels[:1000])
+    named.partial_fit(df.iloc[1000:], y[1000:], groups=labels[1000:])
+    assert named.feature_names_in_.tolist() == ["a", "b", "c"]
+    assert_same_fit(named, RandomInterceptRegressor().fit(df, y, groups=labels))
+    assert_same_fit(chunked, named)
+    with pytest.raises(ValueError, match="feature names"):
+        named.partial_fit(df.rename(columns={"c": "d"}), y, groups=labels)
+
+
+def test_until_identified_it_only_accumulates_and_says_why_once():
+    X, y, g, _ = simulate(n=200, n_groups=10)
+    model = RandomInterceptRegressor()
+    one_group = g == g[0]
+    with pytest.warns(UserWarning, match="partial_fit only added the chunk: all of them are in one group"):
+        model.partial_fit(X[one_group], y[one_group], groups=g[one_group])
+    with pytest.raises(NotFittedError, match=f"partial_fit has seen {one_group.sum()} rows, and all of them are in one group"):
+        model.predict(X, groups=g)
+    with pytest.raises(NotFittedError, match="one group"):
+        model.summary()
+    assert not hasattr(model, "coef_")
+    # Still one group: no second warning.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model.partial_fit(X[one_group][:3], y[one_group][:3], groups=g[one_group][:3])
+    rest = ~one_group
+    model.partial_fit(X[rest], y[rest], groups=g[rest])
+    both = np.r_[np.flatnonzero(one_group), np.flatnonzero(one_group)[:3], np.flatnonzero(rest)]
+    assert_same_fit(model, RandomInterceptRegressor().fit(X[both], y[both], groups=g[both]))
+
+
+def test_no_within_group_replication_yet():
+    X, y, g, _ = simulate(n=200, n_groups=10)
+    first = np.unique(g, return_index=True)[1]  # one row of each group
+    model = RandomInterceptRegressor()
+    with pytest.warns(UserWarning, match="no group has 2 rows yet"):
+        model.partial_fit(X[first], y[first], groups=g[first])
+    with pytest.raises(NotFittedError, match="no group has 2 rows yet"):
+        model.predict(X[:3], groups=g[:3])
+
+
+def state(model):
+    return pickle.dumps(model)
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (lambda X, y, g: (np.where(np.arange(X.shape[0])[:, None] == 5, np.nan, X), y, g), "NaN"),
+        (lambda X, y, g: (X, np.where(np.arange(y.shape[0]) == 3, np.inf, y), g), r"y contains 1 NaN or infinite value\(s\)"),
+        (lambda X, y, g: (np.column_stack([X, X[:, 0]]), y, g), "features"),
+        (lambda X, y, g: (X.astype(str).astype(object) + "x", y, g), "could not convert string to float"),
+        (lambda X, y, g: (X, y, g[:-1]), "groups"),
+    ],
+)
+def test_a_failed_chunk_leaves_the_model_exactly_as_it_was(bad, message):
+    X, y, g, _ = simulate()
+    model = RandomInterceptRegressor()
+    model.partial_fit(X[:2000], y[:2000], groups=g[:2000])
+    before = state(model)
+    coef = model.coef_.copy()
+    with pytest.raises(ValueError, match=message):
+        model.partial_fit(*bad(X[2000:], y[2000:], g[2000:]))
+    assert state(model) == before
+    np.testing.assert_array_equal(model.coef_, coef)
+    model.partial_fit(X[2000:], y[2000:], groups=g[2000:])
+    assert_same_fit(model, RandomInterceptRegressor().fit(X, y, groups=g))
+
+
+def test_a_failed_first_chunk_leaves_an_unfitted_model():
+    X, y, g, _ = simulate()
+    model = RandomInterceptRegressor()
+    before = state(model)
+    with pytest.raises(ValueError, match="negative"):
+        model.partial_fit(X, y, groups=g, sample_weight=-np.ones(len(y)))
+    assert state(model) == before
+    with pytest.raises(NotFittedError):
+        model.predict(X, groups=g)
+
+
+def test_between_chunks_the_model_pickles_and_resumes():
+    X, y, g, w = simulate()
+    model = in_chunks(RandomInterceptRegressor(), X, y, g, w, np.r_[0, 1500, 2500])
+    resumed = pickle.loads(pickle.dumps(model))
+    for m in (model, resumed):
+        in_chunks(m, X, y, g, w, np.r_[2500, len(y)])
+    np.testing.assert_array_equal(resumed.coef_, model.coef_)
+    np.testing.assert_array_equal(resumed.random_effects_, model.random_effects_)
+    assert resumed.log_likelihood_ == model.log_likelihood_
+    assert_same_fit(resumed, RandomInterceptRegressor().fit(X, y, groups=g, sample_weight=w))
+
+
+def test_the_model_keeps_no_rows():
+    # Its size is that of the per-group sums, whatever the number of rows.
+    small = simulate(n=20_000, n_groups=50)
+    large = simulate(n=200_000, n_groups=50)
+    sizes = []
+    for X, y, g, _ in (small, large):
+        model = in_chunks(RandomInterceptRegressor(), X, y, g, None, np.linspace(0, len(y), 5).astype(int))
+        sizes.append(len(pickle.dumps(model)))
+    assert sizes[1] < 1.1 * sizes[0]
+    assert sizes[1] < 200 * 50 * 8  # a few hundred numbers per group, no rows
+
+
+def test_fit_starts_over_and_partial_fit_after_fit_adds_to_nothing_of_fit():
+    X, y, g, _ = simulate()
+    model = RandomInterceptRegressor()
+    model.partial_fit(X[:1000], y[:1000], groups=g[:1000])
+    model.fit(X[1000:], y[1000:], groups=g[1000:])
+    assert_same_fit(model, RandomInterceptRegressor().fit(X[1000:], y[1000:], groups=g[1000:]))
+    model.partial_fit(X[:1000], y[:1000], groups=g[:1000])  # a new stream: fit's rows are not in it
+    assert_same_fit(model, RandomInterceptRegressor().fit(X[:1000], y[:1000], groups=g[:1000]))
+
+
+def test_chunks_with_and_without_groups_or_another_intercept_are_refused():
+    X, y, g, _ = simulate()
+    model = RandomInterceptRegressor()
+    model.partial_fit(X[:1000], y[:1000], groups=g[:1000])
+    with pytest.raises(ValueError, match="must have groups, or none: the earlier chunks had groups"):
+        model.partial_fit(X[1000:], y[1000:])
+    model.set_params(fit_intercept=False)
+    with pytest.raises(ValueError, match="fit_intercept changed between partial_fit calls"):
+        model.partial_fit(X[1000:], y[1000:], groups=g[1000:])
+
+
+def test_without_groups_the_chunks_give_least_squares():
+    X, y, g, _ = simulate()
+    model = RandomInterceptRegressor()
+    with pytest.warns(UserWarning, match="got no groups"):
+        model.partial_fit(X[:100], y[:100])
+    model.partial_fit(X[100:], y[100:])
+    ols = np.linalg.lstsq(np.column_stack([np.ones(len(y)), X]), y, rcond=None)[0]
+    np.testing.assert_allclose(np.r_[model.intercept_, model.coef_], ols, rtol=1e-10)
+
+
+def test_groups_column_and_routing_reach_partial_fit():
+    X, y, g, _ = simulate()
+    df = pd.DataFrame(X, columns=["a", "b", "c"]).assign(school=g)
+    model = RandomInterceptRegressor(group_column="school")
+    model.partial_fit(df.iloc[:2000], y[:2000])
+    model.partial_fit(df.iloc[2000:], y[2000:])
+    assert_same_fit(model, RandomInterceptRegressor().fit(df[["a", "b", "c"]], y, groups=g))
+    assert RandomInterceptRegressor().get_metadata_routing().partial_fit.requests["groups"] is True
