@@ -10,6 +10,7 @@ from ._formula_transformer import FormulaTransformer
 from ._intercept import RandomInterceptRegressor
 from ._mixed import MixedEffectsRegressor
 from ._slopes import LinearMixedRegressor
+from ._streaming import fit_parquet
 
 __version__ = "0.1.0.dev0"
 
@@ -20,6 +21,7 @@ __all__ = [
     "MixedEffectsRegressor",
     "RandomInterceptRegressor",
     "compare",
+    "fit_parquet",
     "lmer",
     "__version__",
 ]

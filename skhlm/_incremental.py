@@ -65,6 +65,11 @@ class IncrementalFitMixin:
         return self
 
     def _partial_fit(self, X, y, groups, sample_weight):
+        self._add_chunk(X, y, groups, sample_weight)
+        self._refit()
+
+    def _add_chunk(self, X, y, groups, sample_weight):
+        """Validate a chunk and merge its sums into the chunks' before (no fit)."""
         first = not hasattr(self, "_accumulator")
         if not first and self._accumulator.fit_intercept != self.fit_intercept:
             raise ValueError(
@@ -93,8 +98,13 @@ class IncrementalFitMixin:
         self._accumulator = accumulator
         self._chunks_grouped = data.grouped
         self._chunk_names = data.names if first else self._chunk_names
-        stats, units, levels = accumulator.finalize()
-        reason = _checks.not_identified_yet(stats, data.grouped, accumulator.n_obs)
+
+    def _refit(self):
+        """EM on the sums of every chunk so far, or, while they cannot identify the
+        model, no fit and the reason."""
+        stats, units, levels = self._accumulator.finalize()
+        grouped = self._chunks_grouped
+        reason = _checks.not_identified_yet(stats, grouped, self._accumulator.n_obs)
         if reason is not None:
             for name in [n for n in vars(self) if n.endswith("_") and n not in ("n_features_in_", "feature_names_in_")]:
                 delattr(self, name)
@@ -106,9 +116,9 @@ class IncrementalFitMixin:
         self._not_fitted_reason = None
         dropped = tuple(~units.kept)
         if any(dropped) and dropped != getattr(self, "_chunk_dropped", None):
-            _checks.redundant_columns(units, data.feature_names)
+            _checks.redundant_columns(units, getattr(self, "feature_names_in_", None))
         self._chunk_dropped = dropped
-        self._publish(self._fit_statistics(stats, units, levels if data.grouped else None, self._chunk_names))
+        self._publish(self._fit_statistics(stats, units, levels if grouped else None, self._chunk_names))
 
     def _check_fitted_for_predict(self):
         """NotFittedError, with partial_fit's reason while it only accumulated."""

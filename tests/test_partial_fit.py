@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from sklearn.exceptions import NotFittedError
 
-from skhlm import RandomInterceptRegressor
+from skhlm import RandomInterceptRegressor, fit_parquet
 
 RTOL = 1e-8  # EM's tolerance (1e-10 on the parameters) is the limit
 
@@ -234,3 +234,62 @@ def test_groups_column_and_routing_reach_partial_fit():
     model.partial_fit(df.iloc[2000:], y[2000:])
     assert_same_fit(model, RandomInterceptRegressor().fit(df[["a", "b", "c"]], y, groups=g))
     assert RandomInterceptRegressor().get_metadata_routing().partial_fit.requests["groups"] is True
+
+
+# --- fit_parquet --------------------------------------------------------------------
+
+
+def frame(n=3000, n_groups=50, seed=0):
+    X, y, g, w = simulate(n=n, n_groups=n_groups, seed=seed)
+    return pd.DataFrame({"a": X[:, 0], "b": X[:, 1], "c": X[:, 2], "y": y, "school": [f"s{k:02d}" for k in g], "w": w})
+
+
+@pytest.mark.parametrize("batch_rows", [1, 257, 10_000])
+def test_fit_parquet_equals_the_fit_in_memory(tmp_path, batch_rows):
+    d = frame(n=600 if batch_rows == 1 else 3000)
+    shuffled = d.sample(frac=1.0, random_state=1)
+    for k, rows in enumerate(np.array_split(np.arange(len(d)), 3)):
+        shuffled.iloc[rows].to_parquet(tmp_path / f"part{k}.parquet")
+    streamed = fit_parquet(RandomInterceptRegressor(), tmp_path, target="y", columns=["a", "b", "c"], group="school", weight="w", batch_rows=batch_rows)
+    whole = RandomInterceptRegressor().fit(d[["a", "b", "c"]], d["y"], groups=d["school"], sample_weight=d["w"])
+    assert_same_fit(streamed, whole)
+    assert streamed.feature_names_in_.tolist() == ["a", "b", "c"]
+    assert streamed.summary().residual_quantiles is None
+
+
+def test_fit_parquet_reads_csv_and_a_list_of_files(tmp_path):
+    d = frame()
+    d.iloc[:1000].to_csv(tmp_path / "one.csv", index=False)
+    d.iloc[1000:].to_parquet(tmp_path / "two.parquet")
+    streamed = fit_parquet(RandomInterceptRegressor(method="ml"), [tmp_path / "one.csv", str(tmp_path / "two.parquet")], target="y", columns=["a", "c"], group="school", batch_rows=400)
+    assert_same_fit(streamed, RandomInterceptRegressor(method="ml").fit(d[["a", "c"]], d["y"], groups=d["school"]))
+
+
+def test_fit_parquet_errors_name_the_file_and_leave_the_model(tmp_path):
+    d = frame()
+    d.to_parquet(tmp_path / "good.parquet")
+    model = RandomInterceptRegressor().fit(d[["a"]], d["y"], groups=d["school"])
+    before = state(model)
+    with pytest.raises(ValueError, match=r"has no column\(s\) \['z'\]; its columns are"):
+        fit_parquet(model, tmp_path / "good.parquet", target="y", columns=["a", "z"], group="school")
+    bad = d.copy()
+    bad.loc[2500, "b"] = np.nan
+    bad.to_parquet(tmp_path / "bad.parquet")
+    with pytest.raises(ValueError, match=r"bad.parquet', a batch of 1000 rows: .*NaN"):
+        fit_parquet(model, [tmp_path / "good.parquet", tmp_path / "bad.parquet"], target="y", columns=["a", "b"], group="school", batch_rows=1000)
+    one_group = d.assign(school="only")
+    one_group.to_parquet(tmp_path / "one_group.parquet")
+    with pytest.raises(ValueError, match="cannot identify the model: all of them are in one group"):
+        fit_parquet(model, tmp_path / "one_group.parquet", target="y", columns=["a"], group="school")
+    with pytest.raises(ValueError, match="No such file"):
+        fit_parquet(model, tmp_path / "missing.parquet", target="y", columns=["a"])
+    assert state(model) == before
+
+
+def test_fit_parquet_progress_bar(tmp_path, capsys):
+    d = frame()
+    d.to_parquet(tmp_path / "d.parquet")
+    fit_parquet(RandomInterceptRegressor(), tmp_path / "d.parquet", target="y", columns=["a"], group="school", batch_rows=1000, progress=True)
+    assert "3.00k/3.00k" in capsys.readouterr().err
+    fit_parquet(RandomInterceptRegressor(), tmp_path / "d.parquet", target="y", columns=["a"], group="school", batch_rows=1000)
+    assert capsys.readouterr().err == ""  # "auto": no bar for 3000 rows
