@@ -104,6 +104,7 @@ class GroupedRegressorMixin:
         """(X as a float array, groups) for predict: fitted, same features, finite
         (unless ``check_finite`` is False: then :meth:`_fixed_part` checks)."""
         check_is_fitted(self)
+        _checks.not_dask(X, "predict")
         X, groups = self._take_groups(X, groups)
         _checks.numeric_columns(X)
         X = validate_data(

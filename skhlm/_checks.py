@@ -46,6 +46,16 @@ def no_columns_as_array(X):
     return X
 
 
+def not_dask(X, method="fit"):
+    """Refuse a dask collection, which numpy would gather into memory whole."""
+    if type(X).__module__.split(".")[0] in ("dask", "dask_expr"):
+        door = "skhlm.dask.fit(model, X, y=..., groups=...)" if method == "fit" else "skhlm.dask.predict(model, X, groups=...)"
+        raise TypeError(
+            f"{method} got a dask {type(X).__name__}; converting it would gather every row "
+            f"into this process. Use {door}, which computes on the workers."
+        )
+
+
 def numeric_columns(X):
     """Refuse a DataFrame (pandas or polars) with non-numeric columns, naming them."""
     if is_polars(X):

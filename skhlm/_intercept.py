@@ -49,6 +49,7 @@ def prepare(estimator, X, y, groups, sample_weight=None, *, reset=True, chunk=Fa
     together count); ``reset=False`` (a later chunk) checks X against the features
     seen before instead of setting them, and warns about missing groups or a binary
     y no more (the first chunk did)."""
+    _checks.not_dask(X)
     X, groups = estimator._take_groups(X, groups)
     # For the printed formula only: the names of a Series y and groups.
     response = str(getattr(y, "name", None) or "y")
