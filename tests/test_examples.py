@@ -113,3 +113,12 @@ def test_random_slopes_example_tests_the_slope_and_draws_the_lines(tmp_path):
     p_boundary = number(r"on 2 df, p = ([\d.e+-]+) \(50:50 mixture", out)
     assert p_boundary == pytest.approx(0.5 * stats.chi2.sf(chisq, 1) + 0.5 * stats.chi2.sf(chisq, 2), rel=0.05)
     assert 3 < number(r"slopes vary with SD ([\d.]+)", out) < 10  # the truth: sqrt(35.1) = 5.9
+
+
+def test_bigger_than_memory():
+    out = run("bigger_than_memory.py")
+    rows = re.findall(r"^(in memory|partial_fit, chunks of 500|fit_parquet, 4 files|skhlm.dask, 2 workers)\s+(.*)$", out, re.M)
+    assert len(rows) == 4
+    assert len({values for _, values in rows}) == 1  # the same printed numbers, all four
+    assert number(r"from the fit in memory: ([\d.e+-]+)", out) < 1e-8
+    assert "a lazy Series of 4 partitions" in out
