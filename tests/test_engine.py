@@ -9,7 +9,7 @@ from conftest import simulate_multilevel
 from scipy import linalg
 from scipy.optimize import brentq, minimize_scalar
 
-from skhlm.data import accumulator
+from skhlm.data import accumulator, row_pass
 from skhlm.data.stats import kept_columns
 from skhlm.engine import em as _em
 from skhlm.engine import steps
@@ -334,13 +334,13 @@ def test_group_sums_without_scipys_private_loop_are_the_same(monkeypatch):
     y = X @ [1.0, 2.0, 3.0] + rng.normal(size=40)[codes] + rng.normal(size=3000)
     coding = encode_groups(codes, codes.size)
     fast, _ = accumulator.compute_statistics(X, y, coding)
-    monkeypatch.setattr(accumulator, "_csc_matvec", None)
-    monkeypatch.setattr(accumulator, "_csc_matvecs", None)
+    monkeypatch.setattr(row_pass, "_csc_matvec", None)
+    monkeypatch.setattr(row_pass, "_csc_matvecs", None)
     public, _ = accumulator.compute_statistics(X, y, coding)
     # Blocks of 256 rows sorted by group: most blocks miss most groups, the last ones
     # included, so the indicator's shape must be given, not inferred.
     order = np.argsort(codes, kind="stable")
-    monkeypatch.setattr(accumulator, "_BLOCK_ROWS", 256)
+    monkeypatch.setattr(row_pass, "_BLOCK_ROWS", 256)
     blocked, _ = accumulator.compute_statistics(X[order], y[order], encode_groups(codes[order], codes.size))
     np.testing.assert_allclose(blocked.group_xsum, fast.group_xsum, rtol=1e-12, atol=1e-9)
     np.testing.assert_allclose(blocked.group_ysum, fast.group_ysum, rtol=1e-12, atol=1e-9)

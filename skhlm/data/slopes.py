@@ -13,7 +13,7 @@ columns are only scaled.  :func:`slope_statistics` returns the statistics and th
 import numpy as np
 
 from ..engine.vector import SlopeStats
-from .accumulator import _BLOCK_BYTES, _BLOCK_ROWS, _GroupAdder
+from .row_pass import _BLOCK_BYTES, _BLOCK_ROWS, _GroupAdder
 
 
 def slope_statistics(X, y, coding, units, slopes, *, diagonal, stats=None, weights=None):
