@@ -97,11 +97,11 @@ def prepare(estimator, X, y, groups, sample_weight=None, *, reset=True, chunk=Fa
     return PreparedData(X, y, coding, groups is not None, names, feature_names, weights)
 
 
-def accumulate(data, fit_intercept):
+def accumulate(data, fit_intercept, slopes=()):
     """The one pass over the rows: the sufficient statistics, the standardization and
     the group labels in the statistics' order; refuses data whose likelihood has no
     maximum, and warns about dropped (redundant) columns."""
-    accumulator = StatsAccumulator(fit_intercept=fit_intercept)
+    accumulator = StatsAccumulator(fit_intercept=fit_intercept, slopes=slopes)
     try:
         accumulator.add(data.X, data.y, data.coding, data.weights)
     except NonFiniteStatistics:

@@ -282,40 +282,9 @@ class LinearMixedRegressor(GroupedRegressorMixin, RegressorMixin, BaseEstimator)
         data = prepare(self, X, y, groups, sample_weight)
         slopes = self._slope_positions(data.X.shape[1], data.feature_names)
         with blas_threads(data.X.shape[1]):
-            stats, units, levels = accumulate(data, self.fit_intercept)
-            dropped = [int(s) for s in slopes if not units.kept[s]]
-            if dropped:
-                raise ValueError(
-                    f"The random slope column(s) {dropped} are constant or linear "
-                    "combinations of other columns of X, so their fixed effects were "
-                    "dropped; a random slope needs its fixed effect. Remove them from "
-                    "random_slopes."
-                )
-            diagonal = self.covariance == "diagonal"
-            ztz, ztd, T = slope_data.slope_statistics(
-                data.X, data.y, data.coding, units, slopes, diagonal=diagonal, stats=stats,
-                weights=data.weights,
-            )
-            engine_stats = slope_data.build(stats, ztz, ztd)
-            with small_matrix_blas(stats.n_params):
-                result = vector.fit(
-                    engine_stats, self.method, diagonal=diagonal, limits=Limits(self.max_iter, self.tol)
-                )
-        fit = SlopeFit(
-            result=result,
-            slope_stats=engine_stats,
-            stats=stats,
-            units=units,
-            T=T,
-            levels=levels,
-            level=data.coding.level,
-            slopes=slopes,
-            method=self.method,
-            diagonal=diagonal,
-            n_obs=data.X.shape[0],
-            names=data.names,
-        )
-        self._publish_slopes(fit, data)
+            stats, units, levels = accumulate(data, self.fit_intercept, slopes)
+            fit = self._fit_slopes(stats, units, levels, slopes, data.names)
+        self._publish_slopes(fit)
         # lme4's scaled residuals, (y - x'beta - z'b_j) / sigma: one more pass.
         quantiles = slope_residual_quantiles(
             data.X, data.y, data.coding, self.coef_, self.intercept_, self.random_effects_,
@@ -323,6 +292,36 @@ class LinearMixedRegressor(GroupedRegressorMixin, RegressorMixin, BaseEstimator)
         )
         self._result = dataclasses.replace(fit, residual_quantiles=quantiles)
         return self
+
+    def _fit_slopes(self, stats, units, levels, slopes, names):
+        """The engine's fit of the statistics (the accumulator's, with these slopes)."""
+        dropped = [int(s) for s in slopes if not units.kept[s]]
+        if dropped:
+            raise ValueError(
+                f"The random slope column(s) {dropped} are constant or linear "
+                "combinations of other columns of X, so their fixed effects were "
+                "dropped; a random slope needs its fixed effect. Remove them from "
+                "random_slopes."
+            )
+        diagonal = self.covariance == "diagonal"
+        ztz, ztd, T = slope_data.slope_statistics(stats, units, slopes, diagonal=diagonal)
+        engine_stats = slope_data.build(stats, ztz, ztd)
+        with small_matrix_blas(stats.n_params):
+            result = vector.fit(engine_stats, self.method, diagonal=diagonal, limits=Limits(self.max_iter, self.tol))
+        return SlopeFit(
+            result=result,
+            slope_stats=engine_stats,
+            stats=stats,
+            units=units,
+            T=T,
+            levels=levels,
+            level=stats.groups.level,
+            slopes=slopes,
+            method=self.method,
+            diagonal=diagonal,
+            n_obs=stats.n_obs,
+            names=names,
+        )
 
     def _fit_without_groups(self, X, y, sample_weight=None):
         """No groups: no random effects, ordinary least squares (with a warning), as
@@ -362,7 +361,7 @@ class LinearMixedRegressor(GroupedRegressorMixin, RegressorMixin, BaseEstimator)
             setattr(self, name, getattr(inner, name))
         return self
 
-    def _publish_slopes(self, fit, data):
+    def _publish_slopes(self, fit):
         result, units = fit.result, fit.units
         self._result = fit
         self._slope_columns_ = fit.slopes
@@ -372,7 +371,7 @@ class LinearMixedRegressor(GroupedRegressorMixin, RegressorMixin, BaseEstimator)
             "group": fit.sigma_to_user(result.sigma),
             "residual": float(units.variance_to_user(result.s2e)),
         }
-        names = data.names.features
+        names = fit.names.features
         self.random_effect_names_ = ["Intercept", *[names[s] for s in fit.slopes]]
         self.groups_ = fit.levels  # (the slopes' fit always has groups)
         # In the user's units (b = y_scale T b_internal) and label order (the

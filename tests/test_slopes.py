@@ -133,10 +133,10 @@ def small_data(seed=0, G=12, diagonal=False):
 
 def engine_stats(X, y, codes, slopes, diagonal):
     coding = encode_groups(codes, codes.size)
-    accumulator = StatsAccumulator(fit_intercept=True)
+    accumulator = StatsAccumulator(fit_intercept=True, slopes=slopes)
     accumulator.add(X, y, coding)
     stats, units, _ = accumulator.finalize()
-    ztz, ztd, T = slope_data.slope_statistics(X, y, coding, units, slopes, diagonal=diagonal)
+    ztz, ztd, T = slope_data.slope_statistics(stats, units, slopes, diagonal=diagonal)
     return slope_data.build(stats, ztz, ztd), units, T, coding
 
 
@@ -383,20 +383,46 @@ def test_a_profile_bound_is_where_the_signed_root_deviance_is_the_critical_value
 
 
 @pytest.mark.parametrize("diagonal", [False, True])
-def test_the_intercepts_row_from_the_accumulator_is_the_pass_own(diagonal):
+@pytest.mark.parametrize("weighted", [False, True])
+def test_slope_statistics_are_the_rows_products_in_any_chunks(diagonal, weighted):
+    # Z_j'W[X, y] and Z_j'WZ_j of the standardized design, formed row by row, equal
+    # the accumulator's, from one chunk or from chunks merged in any order (each
+    # chunk centered at its own point, moved to the merged one).
     rng = np.random.default_rng(5)
     n = 3000
     codes = rng.integers(0, 200, n)
     X = rng.normal(size=(n, 3)) * [1.0, 100.0, 0.01] + [5.0, 1e3, 0.0]
-    y = rng.normal(size=n)
-    coding = encode_groups(codes, n)
-    accumulator = StatsAccumulator(fit_intercept=True)
-    accumulator.add(X, y, coding)
-    stats, units, _ = accumulator.finalize()
-    own = slope_data.slope_statistics(X, y, coding, units, [0, 1], diagonal=diagonal)
-    shared = slope_data.slope_statistics(X, y, coding, units, [0, 1], diagonal=diagonal, stats=stats)
-    for a, b in zip(own, shared):
-        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12 * np.abs(a).max())
+    y = rng.normal(size=n) + X[:, 0] * rng.normal(size=200)[codes]
+    w = rng.uniform(0.5, 2.0, n) if weighted else None
+    slopes = [0, 1]
+
+    def statistics(cuts, order):
+        accumulator = StatsAccumulator(fit_intercept=True, slopes=slopes)
+        for start, stop in zip(cuts[:-1], cuts[1:]):
+            rows = order[start:stop]
+            accumulator.add(X[rows], y[rows], encode_groups(codes[rows], rows.size), None if w is None else w[rows])
+        stats, units, levels = accumulator.finalize()
+        ztz, ztd, T = slope_data.slope_statistics(stats, units, slopes, diagonal=diagonal)
+        by_label = np.argsort(stats.groups.level)  # engine group of each label
+        return ztz[by_label], ztd[by_label], T, units, levels
+
+    ztz, ztd, T, units, levels = statistics(np.r_[0, n], np.arange(n))
+    D = units.design_rows(X)
+    yi = (y - units.y_offset) / units.y_scale
+    Z = D[:, [0, 1, 2]]
+    if diagonal:  # uncentered slopes, only scaled
+        Z = np.column_stack([np.ones(n), X[:, slopes] / units.x_scale[slopes]])
+    weights = np.ones(n) if w is None else w
+    label = np.searchsorted(levels, codes)
+    for j in (0, 17, 199):
+        rows = label == j
+        Zj, Wj = Z[rows], weights[rows]
+        np.testing.assert_allclose(ztd[j], (Zj * Wj[:, None]).T @ np.column_stack([D[rows], yi[rows]]), rtol=1e-9, atol=1e-9)
+        np.testing.assert_allclose(ztz[j], (Zj * Wj[:, None]).T @ Zj, rtol=1e-9, atol=1e-9)
+    for cuts, order in ((np.r_[0, 1, 700, 2000, n], rng.permutation(n)), (np.r_[0, 1500, n], np.arange(n)[::-1])):
+        other = statistics(cuts, order)
+        np.testing.assert_allclose(other[0], ztz, rtol=1e-10, atol=1e-10 * np.abs(ztz).max())
+        np.testing.assert_allclose(other[1], ztd, rtol=1e-10, atol=1e-10 * np.abs(ztd).max())
 
 
 def test_theta_and_lambda_round_trip_with_column_signs_made_positive():

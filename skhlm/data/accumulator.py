@@ -63,6 +63,8 @@ class _Sums:
     level: np.ndarray  # (G,) intp
     levels: np.ndarray  # (G,) the labels
     by_size: bool
+    slopes: tuple = ()  # positions in X of the random slopes' columns
+    gz: np.ndarray = None  # (G, len(slopes), k + 1): see row_pass._centered_cross_products
 
     def moved_to(self, x_ref, y_ref):
         """The same sums about another reference point: with d = old - new,
@@ -81,16 +83,30 @@ class _Sums:
             yty=self.yty + 2.0 * dy * sy + n * dy * dy,
             gx=self.gx + np.multiply.outer(self.sizes, dx),
             gy=self.gy + self.sizes * dy,
+            gz=None if self.gz is None else self._moved_slope_sums(dx, dy),
         )
 
+    def _moved_slope_sums(self, dx, dy):
+        """gz about the new point: with z' = z + a (a = dx at the slopes) and
+        d' = d + e (e = (dx, dy)), sum w z'd'' = sum w z d' + a s_d' + s_z e' + n a e',
+        s_d = the group's sums of d and s_z of z, about the old point."""
+        a, e = dx[list(self.slopes)], np.append(dx, dy)
+        s_d = np.column_stack([self.gx, self.gy])
+        s_z = self.gx[:, list(self.slopes)]
+        moved = self.gz + a[None, :, None] * s_d[:, None, :]
+        moved += s_z[:, :, None] * e[None, None, :]
+        moved += self.sizes.astype(np.float64)[:, None, None] * np.outer(a, e)[None]
+        return moved
+
     def by_label(self):
-        """(sizes, gx, gy) with row i the group of label levels[i]."""
+        """(sizes, gx, gy, gz) with row i the group of label levels[i]."""
         order = np.empty_like(self.level)
         order[self.level] = np.arange(self.level.shape[0])
-        return self.sizes[order], self.gx[order], self.gy[order]
+        gz = None if self.gz is None else self.gz[order]
+        return self.sizes[order], self.gx[order], self.gy[order], gz
 
 
-def _chunk_sums(X, y, coding, fit_intercept, weights=None):
+def _chunk_sums(X, y, coding, fit_intercept, weights=None, slopes=()):
     """One pass over a chunk's rows: its cross-products and group sums, centered at
     a point near its mean (with an intercept) or at 0; weighted by the precision
     ``weights`` (finite, >= 0: the caller checks) when given."""
@@ -118,8 +134,8 @@ def _chunk_sums(X, y, coding, fit_intercept, weights=None):
     if n and (codes.min() < 0 or codes.max() >= n_groups):
         raise ValueError(f"codes must lie in range(n_groups={n_groups}).")
     with blas_threads(k), np.errstate(over="ignore", invalid="ignore"):
-        xtx, xty, yty, gx, gy = _centered_cross_products(
-            X, y, codes, n_groups, x_offset, y_offset, weights
+        xtx, xty, yty, gx, gy, gz = _centered_cross_products(
+            X, y, codes, n_groups, x_offset, y_offset, weights, slopes
         )
     # A NaN or inf in the data, or values whose squares overflow, make these
     # non-finite: the data need no separate pass to be checked.
@@ -155,6 +171,8 @@ def _chunk_sums(X, y, coding, fit_intercept, weights=None):
         level=coding.level,
         levels=coding.levels,
         by_size=True,
+        slopes=tuple(slopes),
+        gz=gz,
     )
 
 
@@ -184,8 +202,8 @@ def _merged(a, b, fit_intercept):
         levels = np.concatenate([a.levels, b.levels[new]])
     else:  # e.g. int and str labels: kept apart, as pd.Index keeps 1 and "1" apart
         levels = np.concatenate([a.levels.astype(object), b.levels[new].astype(object)])
-    size_a, gx_a, gy_a = a.by_label()
-    size_b, gx_b, gy_b = b.by_label()
+    size_a, gx_a, gy_a, gz_a = a.by_label()
+    size_b, gx_b, gy_b, gz_b = b.by_label()
     weighted = a.weighted or b.weighted
     sizes = np.concatenate([size_a, np.zeros(int(new.sum()), dtype=size_a.dtype)])
     if weighted:
@@ -195,12 +213,17 @@ def _merged(a, b, fit_intercept):
     sizes[where] += size_b
     gx[where] += gx_b
     gy[where] += gy_b
+    gz = None
+    if gz_a is not None:
+        gz = np.concatenate([gz_a, np.zeros((int(new.sum()),) + gz_a.shape[1:])])
+        gz[where] += gz_b
     if _sorted_levels(a.levels) and _sorted_levels(b.levels):
         try:
             order = np.argsort(levels)  # unique labels: any sort will do
         except TypeError:  # each side sorts, together they do not (1 and "1"): as given
             order = slice(None)
         levels, sizes, gx, gy = levels[order], sizes[order], gx[order], gy[order]
+        gz = None if gz is None else gz[order]
     return _Sums(
         n=a.n + b.n,
         weight=a.weight + b.weight,
@@ -217,6 +240,8 @@ def _merged(a, b, fit_intercept):
         level=np.arange(levels.shape[0]),
         levels=levels,
         by_size=False,
+        slopes=a.slopes,
+        gz=gz,
     )
 
 
@@ -245,8 +270,9 @@ class StatsAccumulator:
     True
     """
 
-    def __init__(self, *, fit_intercept=True):
+    def __init__(self, *, fit_intercept=True, slopes=()):
         self.fit_intercept = fit_intercept
+        self.slopes = tuple(int(s) for s in slopes)
         self._sums = None
 
     @property
@@ -260,12 +286,14 @@ class StatsAccumulator:
         Raises NonFiniteStatistics for NaN, inf or overflow, TinyValues for columns
         that vary by too little for float64, and leaves the sums as they were.
         """
-        self._combine(_chunk_sums(X, y, coding, self.fit_intercept, weights))
+        self._combine(_chunk_sums(X, y, coding, self.fit_intercept, weights, self.slopes))
 
     def merge(self, other):
         """Add the sums of another accumulator (of the same columns and intercept)."""
         if other.fit_intercept != self.fit_intercept:
             raise ValueError("Cannot merge statistics with and without an intercept.")
+        if other.slopes != self.slopes:
+            raise ValueError(f"Cannot merge statistics of random slopes {other.slopes} into {self.slopes}.")
         if other._sums is not None:
             self._combine(other._sums)
 
@@ -306,6 +334,7 @@ def _without_weightless_groups(sums):
         sizes=sums.sizes[keep],
         gx=sums.gx[keep],
         gy=sums.gy[keep],
+        gz=None if sums.gz is None else sums.gz[keep],
         level=level[sums.level[keep]],
         levels=sums.levels[labels],
     )
@@ -315,13 +344,14 @@ def _finalize(sums, fit_intercept):
     if sums.weighted:
         sums = _without_weightless_groups(sums)
     n, total, k = sums.n, sums.weight, sums.xtx.shape[0]
-    sizes, gx, gy, level = sums.sizes, sums.gx, sums.gy, sums.level
+    sizes, gx, gy, gz, level = sums.sizes, sums.gx, sums.gy, sums.gz, sums.level
     if not sums.by_size and not sums.weighted:
         # Groups in order of size (ties in label order), so that each size class is
         # a contiguous slice (skhlm.data.stats.SizeClasses).  Weighted fits take the
         # groups one by one (PerGroup), in any order.
         level = np.argsort(sizes, kind="stable")
         sizes, gx, gy = sizes[level], gx[level], gy[level]
+        gz = None if gz is None else gz[level]
     sizes = sizes.astype(np.float64)
     raw_classes = None
     if not sums.weighted:
@@ -366,7 +396,7 @@ def _finalize(sums, fit_intercept):
         x_map[0, 0] = 1.0
     y_map = np.zeros(k + 2)
     y_map[-1] = 1.0 / y_scale
-    groups = GroupSums(sizes, gx, gy, level, x_map, y_map)
+    groups = GroupSums(sizes, gx, gy, level, x_map, y_map, z=gz)
     stats = SufficientStats(
         xtx=xtx,
         xty=xty,

@@ -82,7 +82,7 @@ class _GroupAdder:
 
 
 
-def _centered_cross_products(X, y, codes, n_groups, x_offset, y_offset, weights=None):
+def _centered_cross_products(X, y, codes, n_groups, x_offset, y_offset, weights=None, slopes=()):
     """X'X, X'y, y'y and the group sums of the centered data, in one pass over the rows.
 
     Each block of rows is centered into a reused float64 buffer (the input is never
@@ -90,12 +90,21 @@ def _centered_cross_products(X, y, codes, n_groups, x_offset, y_offset, weights=
     the sums are X'WX, X'Wy, y'Wy and the groups' sums of w x and w y: the block is
     multiplied by sqrt(w) in place, so that X'WX is still the block's own product
     (BLAS syrk), and the groups' sums add sqrt(w) times its rows.
+
+    With random ``slopes`` (positions in X) it also sums, per group, the products of
+    each slope's centered column with every centered column and y,
+    ``gz[j, a] = sum_i w_i (x_ia - r_a) [x_i - r, y_i - r_y]`` (G, len(slopes), k + 1):
+    the random slopes' statistics (skhlm.data.slopes), in the same pass.
     """
     n, k = X.shape
     n_block = min(n, _BLOCK_ROWS, max(256, _BLOCK_BYTES // (8 * max(k, 1))))
     xtx, xty, yty = np.zeros((k, k)), np.zeros(k), 0.0
     gx, gy = np.zeros((n_groups, k)), np.zeros(n_groups)
     xc_buffer, yc_buffer = np.empty((n_block, k)), np.empty(n_block)
+    slopes = np.asarray(slopes, dtype=np.intp)
+    gz = np.zeros((n_groups, slopes.size * (k + 1))) if slopes.size else None
+    if gz is not None:
+        dy_buffer = np.empty((n_block, k + 1))
     if weights is not None:
         root_buffer = np.empty(n_block)
     add_to_groups = _GroupAdder(n_block, codes.dtype)
@@ -123,7 +132,15 @@ def _centered_cross_products(X, y, codes, n_groups, x_offset, y_offset, weights=
         yty += yc @ yc
         add_to_groups(gx, block_codes, xc, root)
         add_to_groups(gy, block_codes, yc, root)
-    return xtx, xty, float(yty), gx, gy
+        if gz is not None:  # (already weighted: both factors carry sqrt(w))
+            dy = dy_buffer[:m]
+            dy[:, :k] = xc
+            dy[:, k] = yc
+            products = xc[:, slopes, None] * dy[:, None, :]
+            add_to_groups(gz, block_codes, products.reshape(m, -1))
+    if gz is not None:
+        gz = gz.reshape(n_groups, slopes.size, k + 1)
+    return xtx, xty, float(yty), gx, gy, gz
 
 
 def _refuse_tiny_values(X, y, x_scale, y_scale, x_offset, y_offset):

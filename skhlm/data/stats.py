@@ -214,6 +214,9 @@ class GroupSums:
     level: np.ndarray  # (G,) row j holds the sums of label number level[j]
     x_map: np.ndarray  # (k + 2, p)
     y_map: np.ndarray  # (k + 2,)
+    # With random slopes, (G, s, k + 1): each slope's products with [x, y], centered
+    # as x and y are (skhlm.data.row_pass); mapped by skhlm.data.slopes.
+    z: np.ndarray = None
 
     @classmethod
     def of(cls, sizes, xsum, ysum):
