@@ -68,8 +68,10 @@ class IncrementalFitMixin:
         self._add_chunk(X, y, groups, sample_weight)
         self._refit()
 
-    def _add_chunk(self, X, y, groups, sample_weight):
-        """Validate a chunk and merge its sums into the chunks' before (no fit)."""
+    def _add_chunk(self, X, y, groups, sample_weight, in_place=False):
+        """Validate a chunk and merge its sums into the chunks' before (no fit);
+        ``in_place`` adds into the accumulator's arrays (no transaction: for
+        fit_parquet, which restores the model itself)."""
         first = not hasattr(self, "_accumulator")
         if not first and self._accumulator.fit_intercept != self.fit_intercept:
             raise ValueError(
@@ -85,11 +87,14 @@ class IncrementalFitMixin:
                 f"{'has' if has_groups else 'has none'}."
             )
         data = self._prepare_chunk(X, y, groups, sample_weight, reset=first)
-        accumulator = StatsAccumulator(fit_intercept=self.fit_intercept)
-        if not first:
-            accumulator.merge(self._accumulator)
+        if in_place and not first:
+            accumulator = self._accumulator
+        else:
+            accumulator = self._new_accumulator(data)
+            if not first:
+                accumulator.merge(self._accumulator)
         try:
-            accumulator.add(data.X, data.y, data.coding, data.weights)
+            accumulator.add(data.X, data.y, data.coding, data.weights, in_place=in_place)
         except NonFiniteStatistics:
             _checks.finite(data.X, data.feature_names)
             raise
@@ -119,6 +124,9 @@ class IncrementalFitMixin:
             _checks.redundant_columns(units, getattr(self, "feature_names_in_", None))
         self._chunk_dropped = dropped
         self._publish(self._fit_statistics(stats, units, levels if grouped else None, self._chunk_names))
+
+    def _new_accumulator(self, data):
+        return StatsAccumulator(fit_intercept=self.fit_intercept)
 
     def _check_fitted_for_predict(self):
         """NotFittedError, with partial_fit's reason while it only accumulated."""

@@ -196,7 +196,7 @@ def _add_batch(model, batch, path, columns, target, group, weight):
     groups = None if group is None else _column(batch, group)
     w = None if weight is None else _column(batch, weight)
     try:
-        model._add_chunk(pd.DataFrame(X, columns=columns, copy=False), y, groups, w)
+        model._add_chunk(pd.DataFrame(X, columns=columns, copy=False), y, groups, w, in_place=True)
     except ValueError as error:
         raise ValueError(f"{str(path)!r}, a batch of {batch.num_rows} rows: {error}") from None
 

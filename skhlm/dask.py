@@ -19,7 +19,8 @@ import numpy as np
 import pandas as pd
 
 from . import _checks
-from .data.accumulator import _finalize, _Sums
+from .data.accumulator import _Sums
+from .data.finalize import _finalize
 from .data.groups import encode_groups
 from .engine.result import ModelNames
 

@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 from sklearn.exceptions import NotFittedError
 
-from skhlm import RandomInterceptRegressor, fit_parquet
+from skhlm import LinearMixedRegressor, RandomInterceptRegressor, fit_parquet
+from skhlm.engine.result import ModelNames
 
 RTOL = 1e-8  # EM's tolerance (1e-10 on the parameters) is the limit
 
@@ -293,3 +294,40 @@ def test_fit_parquet_progress_bar(tmp_path, capsys):
     assert "3.00k/3.00k" in capsys.readouterr().err
     fit_parquet(RandomInterceptRegressor(), tmp_path / "d.parquet", target="y", columns=["a"], group="school", batch_rows=1000)
     assert capsys.readouterr().err == ""  # "auto": no bar for 3000 rows
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_in_place_adds_equal_merges_also_across_a_far_chunk(weighted):
+    # fit_parquet adds batches into the accumulator's own arrays when a batch's point
+    # is near the sums' (most batches); a far one (here offset by 50 SD) is merged as
+    # partial_fit merges, and in-place adds resume after it.
+    from skhlm.data.accumulator import StatsAccumulator
+    from skhlm.data.groups import encode_groups
+
+    X, y, g, w = simulate(n=3000, n_groups=80)
+    X[2000:2300] += 50.0
+    labels = np.array([f"s{k:02d}" for k in g])
+    w = w if weighted else None
+    cuts = np.r_[0, 1, 2, 500, 2000, 2300, 2301, 3000]
+    results = []
+    for in_place in (False, True):
+        accumulator = StatsAccumulator(slopes=(0,))
+        for start, stop in zip(cuts[:-1], cuts[1:]):
+            accumulator.add(X[start:stop], y[start:stop], encode_groups(labels[start:stop], stop - start),
+                            None if w is None else w[start:stop], in_place=in_place)
+        results.append(accumulator.finalize())
+    (a, ua, la), (b, ub, lb) = results
+    np.testing.assert_array_equal(la, lb)
+    assert list(la) == sorted(la)
+    # In the user's units (the two are centered at different points).
+    for x, z in zip(ua.column_moments(a), ub.column_moments(b)):
+        np.testing.assert_allclose(x, z, rtol=1e-10)
+    np.testing.assert_allclose(ua.response_sums(a), ub.response_sums(b), rtol=1e-12)
+    np.testing.assert_allclose(ua.group_response_sums(a), ub.group_response_sums(b), rtol=1e-10)
+    np.testing.assert_allclose(a.group_sizes, b.group_sizes, rtol=1e-12)
+    # The random slopes' sums: the same fit.
+    fits = [LinearMixedRegressor(random_slopes=[0])._fit_slopes(s, u, lv, np.array([0]), ModelNames())
+            for s, u, lv in results]
+    np.testing.assert_allclose(fits[0].units.coef_to_user(fits[0].result.beta)[0],
+                               fits[1].units.coef_to_user(fits[1].result.beta)[0], rtol=1e-8)
+    np.testing.assert_allclose(fits[0].sigma_to_user(fits[0].result.sigma), fits[1].sigma_to_user(fits[1].result.sigma), rtol=1e-7)

@@ -29,8 +29,7 @@ from .row_pass import (
     _centered_cross_products,
     _refuse_tiny_values,
 )
-from .stats import GroupSums, SufficientStats, _mapped_classes, _raw_class_sums, kept_columns
-from .units import Standardization
+from .finalize import _finalize
 
 # The pass's exceptions are raised through add(), and imported from here.
 __all__ = ["NonFiniteStatistics", "StatsAccumulator", "TinyValues", "compute_statistics"]
@@ -106,10 +105,8 @@ class _Sums:
         return self.sizes[order], self.gx[order], self.gy[order], gz
 
 
-def _chunk_sums(X, y, coding, fit_intercept, weights=None, slopes=()):
-    """One pass over a chunk's rows: its cross-products and group sums, centered at
-    a point near its mean (with an intercept) or at 0; weighted by the precision
-    ``weights`` (finite, >= 0: the caller checks) when given."""
+def _reference_point(X, y, weights, fit_intercept):
+    """The point a chunk is centered at: near its mean with an intercept, else 0."""
     n, k = X.shape
     if fit_intercept:
         # Centering needs a point near the mean, not the mean itself (the intercept
@@ -129,6 +126,15 @@ def _chunk_sums(X, y, coding, fit_intercept, weights=None, slopes=()):
     else:
         x_offset = np.zeros(k)
         y_offset = 0.0
+    return x_offset, y_offset
+
+
+def _chunk_sums(X, y, coding, fit_intercept, weights=None, slopes=(), offset=None):
+    """One pass over a chunk's rows: its cross-products and group sums, centered at
+    ``offset`` or a point near its mean (with an intercept) or at 0; weighted by the
+    precision ``weights`` (finite, >= 0: the caller checks) when given."""
+    n, k = X.shape
+    x_offset, y_offset = _reference_point(X, y, weights, fit_intercept) if offset is None else offset
     codes, n_groups = coding.codes, coding.n_groups
     # The sparse loop of the pass writes wherever a code points: check them once.
     if n and (codes.min() < 0 or codes.max() >= n_groups):
@@ -274,19 +280,71 @@ class StatsAccumulator:
         self.fit_intercept = fit_intercept
         self.slopes = tuple(int(s) for s in slopes)
         self._sums = None
+        self._index = None  # with in-place adds: the labels of the arrays by label
 
     @property
     def n_obs(self):
         return 0 if self._sums is None else self._sums.n
 
-    def add(self, X, y, coding, weights=None):
+    def add(self, X, y, coding, weights=None, *, in_place=False):
         """Add a chunk of rows: X (n, k) float, y (n,), their :class:`GroupCoding`
         and, optionally, their precision weights (n,), finite and >= 0.
 
         Raises NonFiniteStatistics for NaN, inf or overflow, TinyValues for columns
         that vary by too little for float64, and leaves the sums as they were.
+
+        ``in_place``: add into the sums' own arrays, when the chunk's point is within
+        a standard deviation of theirs (it is then centered at theirs: the digits lost
+        are at most a factor 2 of rounding), instead of merging into new ones.  For a
+        stream of many chunks: the sums before the call are then not kept.
         """
+        sums = self._sums
+        if in_place and sums is not None and sums.xtx.shape[0] == X.shape[1]:
+            x_ref, y_ref = _reference_point(X, y, weights, self.fit_intercept)
+            spread = np.sqrt(np.diag(sums.xtx) / sums.weight)
+            near = np.all(np.abs(x_ref - sums.x_ref) <= spread)
+            near = near and abs(y_ref - sums.y_ref) <= np.sqrt(sums.yty / sums.weight)
+            if near:
+                offset = (sums.x_ref, sums.y_ref)
+                chunk = _chunk_sums(X, y, coding, self.fit_intercept, weights, self.slopes, offset)
+                self._add_in_place(chunk)
+                return
         self._combine(_chunk_sums(X, y, coding, self.fit_intercept, weights, self.slopes))
+
+    def _add_in_place(self, chunk):
+        """Add a chunk's sums, about the same point, into arrays by label that this
+        accumulator owns (made on the first call), growing them for new labels."""
+        sums = self._sums
+        if getattr(self, "_index", None) is None:
+            sizes, gx, gy, gz = sums.by_label()  # copies: ours to write
+            sums = replace(sums, sizes=sizes, gx=gx, gy=gy, gz=gz, level=np.arange(sizes.shape[0]), by_size=False)
+            self._index = pd.Index(sums.levels)
+            self._sortable = _sorted_levels(sums.levels)
+        where = self._index.get_indexer(chunk.levels)
+        new = where < 0
+        if new.any():
+            n_new, n_old = int(new.sum()), sums.levels.shape[0]
+            where[new] = n_old + np.arange(n_new)
+            grow = lambda a: np.concatenate([a, np.zeros((n_new,) + a.shape[1:], dtype=a.dtype)])  # noqa: E731
+            levels = np.concatenate([sums.levels, chunk.levels[new]]) if sums.levels.dtype == chunk.levels.dtype else np.concatenate([sums.levels.astype(object), chunk.levels[new].astype(object)])
+            sums = replace(
+                sums, sizes=grow(sums.sizes), gx=grow(sums.gx), gy=grow(sums.gy),
+                gz=None if sums.gz is None else grow(sums.gz), levels=levels, level=np.arange(levels.shape[0]),
+            )
+            self._index = pd.Index(levels)
+        self._sortable = self._sortable and _sorted_levels(chunk.levels)
+        size_c, gx_c, gy_c, gz_c = chunk.by_label()
+        sizes = sums.sizes.astype(np.float64) if chunk.weighted and sums.sizes.dtype.kind == "i" else sums.sizes
+        sizes[where] += size_c
+        sums.gx[where] += gx_c
+        sums.gy[where] += gy_c
+        if gz_c is not None:
+            sums.gz[where] += gz_c
+        self._sums = replace(
+            sums, n=sums.n + chunk.n, weight=sums.weight + chunk.weight, weighted=sums.weighted or chunk.weighted,
+            log_weights=sums.log_weights + chunk.log_weights, xtx=sums.xtx + chunk.xtx, xty=sums.xty + chunk.xty,
+            yty=sums.yty + chunk.yty, sizes=sizes,
+        )
 
     def merge(self, other):
         """Add the sums of another accumulator (of the same columns and intercept)."""
@@ -295,9 +353,24 @@ class StatsAccumulator:
         if other.slopes != self.slopes:
             raise ValueError(f"Cannot merge statistics of random slopes {other.slopes} into {self.slopes}.")
         if other._sums is not None:
-            self._combine(other._sums)
+            self._combine(other._canonical())
+
+    def _canonical(self):
+        """The sums, with labels added in place put back in order (sorted where each
+        chunk's were, as merging sorts them)."""
+        sums = self._sums
+        if getattr(self, "_index", None) is None or not self._sortable:
+            return sums
+        try:
+            order = np.argsort(sums.levels)
+        except TypeError:
+            return sums
+        return replace(sums, sizes=sums.sizes[order], gx=sums.gx[order], gy=sums.gy[order],
+                       gz=None if sums.gz is None else sums.gz[order], levels=sums.levels[order])
 
     def _combine(self, sums):
+        if self._sums is not None:
+            self._sums, self._index = self._canonical(), None
         if self._sums is not None and self._sums.xtx.shape != sums.xtx.shape:
             raise ValueError(
                 f"The chunk has {sums.xtx.shape[0]} columns; earlier chunks had "
@@ -317,105 +390,7 @@ class StatsAccumulator:
         """
         if self._sums is None:
             raise ValueError("No rows were added.")
-        return _finalize(self._sums, self.fit_intercept)
-
-
-def _without_weightless_groups(sums):
-    """The sums without the groups whose rows all weigh 0 (a zero weight drops its
-    row, so such a group has no data); the labels left keep their order."""
-    keep = sums.sizes > 0
-    if keep.all():
-        return sums
-    labels = np.sort(sums.level[keep])
-    level = np.empty(sums.level.shape[0], dtype=np.intp)
-    level[labels] = np.arange(labels.shape[0])
-    return replace(
-        sums,
-        sizes=sums.sizes[keep],
-        gx=sums.gx[keep],
-        gy=sums.gy[keep],
-        gz=None if sums.gz is None else sums.gz[keep],
-        level=level[sums.level[keep]],
-        levels=sums.levels[labels],
-    )
-
-
-def _finalize(sums, fit_intercept):
-    if sums.weighted:
-        sums = _without_weightless_groups(sums)
-    n, total, k = sums.n, sums.weight, sums.xtx.shape[0]
-    sizes, gx, gy, gz, level = sums.sizes, sums.gx, sums.gy, sums.gz, sums.level
-    if not sums.by_size and not sums.weighted:
-        # Groups in order of size (ties in label order), so that each size class is
-        # a contiguous slice (skhlm.data.stats.SizeClasses).  Weighted fits take the
-        # groups one by one (PerGroup), in any order.
-        level = np.argsort(sizes, kind="stable")
-        sizes, gx, gy = sizes[level], gx[level], gy[level]
-        gz = None if gz is None else gz[level]
-    sizes = sizes.astype(np.float64)
-    raw_classes = None
-    if not sums.weighted:
-        with blas_threads(k):
-            raw_classes = _raw_class_sums(sizes, gx, gy)
-
-    # Scale after the pass: the arrays are small and the division is exact enough.
-    # The (G, k) group sums are scaled through the maps below, never in place.
-    x_scale = np.sqrt(np.diag(sums.xtx) / total)
-    y_scale = float(np.sqrt(sums.yty / total))
-    x_scale[x_scale == 0] = 1.0
-    y_scale = y_scale or 1.0
-    xtx = sums.xtx / np.outer(x_scale, x_scale)
-    xty = sums.xty / (x_scale * y_scale)
-    yty = sums.yty / y_scale**2
-    if fit_intercept:
-        # The intercept column's sums are computed, not assumed 0: the columns are
-        # centered at a point near their mean, and the statistics are exactly those
-        # of the design [1, Xc] with that centering.
-        if raw_classes is None:
-            x_sum, y_sum = gx.sum(axis=0), gy.sum()
-        else:
-            class_sums = raw_classes.sums.sum(axis=0)
-            x_sum, y_sum = class_sums[1:-1], class_sums[-1]
-        bordered = np.empty((k + 1, k + 1))
-        bordered[0, 0] = total
-        bordered[0, 1:] = bordered[1:, 0] = x_sum / x_scale
-        bordered[1:, 1:] = xtx
-        xtx = bordered
-        xty = np.concatenate([[y_sum / y_scale], xty])
-
-    kept_all = kept_columns(xtx)
-    xtx = np.ascontiguousarray(xtx[kept_all][:, kept_all])
-    xty = xty[kept_all]
-    kept = kept_all[1:] if fit_intercept else kept_all
-
-    # D_j = [n_j, x_j', t_j] -> s_j = [n_j (intercept), x_j[kept] / x_scale[kept]].
-    rows = np.flatnonzero(kept) + 1
-    x_map = np.zeros((k + 2, kept_all.sum()))
-    x_map[rows, np.arange(int(fit_intercept), x_map.shape[1])] = 1.0 / x_scale[kept]
-    if fit_intercept:
-        x_map[0, 0] = 1.0
-    y_map = np.zeros(k + 2)
-    y_map[-1] = 1.0 / y_scale
-    groups = GroupSums(sizes, gx, gy, level, x_map, y_map, z=gz)
-    stats = SufficientStats(
-        xtx=xtx,
-        xty=xty,
-        yty=float(yty),
-        n_obs=n,
-        groups=groups,
-        classes=groups.per_group() if raw_classes is None else _mapped_classes(raw_classes, x_map, y_map),
-        weight=total,
-    )
-    standardization = Standardization(
-        x_offset=sums.x_ref,
-        x_scale=x_scale,
-        y_offset=sums.y_ref,
-        y_scale=y_scale,
-        fit_intercept=fit_intercept,
-        kept=kept,
-        log_weights=sums.log_weights,
-    )
-    return stats, standardization, sums.levels
+        return _finalize(self._canonical(), self.fit_intercept)
 
 
 def compute_statistics(X, y, coding, *, fit_intercept=True, weights=None):
