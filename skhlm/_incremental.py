@@ -123,7 +123,7 @@ class IncrementalFitMixin:
         if any(dropped) and dropped != getattr(self, "_chunk_dropped", None):
             _checks.redundant_columns(units, getattr(self, "feature_names_in_", None))
         self._chunk_dropped = dropped
-        self._publish(self._fit_statistics(stats, units, levels if grouped else None, self._chunk_names))
+        self._fit_and_publish(stats, units, levels if grouped else None, self._chunk_names)
 
     def _new_accumulator(self, data):
         return StatsAccumulator(fit_intercept=self.fit_intercept)

@@ -1,8 +1,6 @@
 """LinearMixedRegressor: random intercepts and slopes, lme4's ``(1 + x | g)``."""
 
 import dataclasses
-import math
-from dataclasses import dataclass
 from numbers import Integral, Real
 
 import numpy as np
@@ -14,101 +12,17 @@ from sklearn.utils.validation import check_is_fitted
 from . import _checks
 from ._base import GroupedRegressorMixin
 from ._blas import blas_threads, small_matrix_blas
+from ._incremental import IncrementalFitMixin
+from ._slope_fit import SlopeFit
 from ._intercept import RandomInterceptRegressor, accumulate, prepare
+from .data.accumulator import StatsAccumulator
 from .data import slopes as slope_data
-from .data.units import Standardization
 from .engine import slope_pass, vector
 from .engine.em import Limits
 from .inference.residuals import slope_residual_quantiles
 
 
-@dataclass(frozen=True, eq=False)
-class SlopeFit:
-    """A fitted model with random slopes: the engine's result in standardized units,
-    the maps back to the user's, and the labels."""
-
-    result: vector.VectorResult
-    slope_stats: vector.SlopeStats
-    stats: object  # the fixed-effect SufficientStats (n, sums, moments: for compare)
-    units: Standardization
-    T: np.ndarray  # internal random effect b -> user's: y_scale * T b
-    levels: np.ndarray  # labels, in the engine's group order
-    level: np.ndarray  # (G,) label number of each engine group
-    slopes: np.ndarray  # positions in X of the slope columns
-    method: str
-    diagonal: bool
-    n_obs: int
-    names: object  # ModelNames
-    residual_quantiles: np.ndarray | None = None
-
-    def coef_df(self):
-        """lmerTest's Satterthwaite df of each user coefficient (intercept first); NaN
-        for a dropped column."""
-        from .inference.slopes import satterthwaite_df
-
-        t, _, estimated = self.units.coef_map()
-        df = np.full(t.shape[0], np.nan)
-        df[estimated] = satterthwaite_df(self.slope_stats, self.result, self.method, self.diagonal, t[estimated])
-        return df
-
-    # -- the fitted-result contract that compare() reads (as FitResult's) --
-    grouped = True
-
-    @property
-    def user_log_likelihood(self):
-        return float(self.user_log_likelihood_of(self.result.deviance))
-
-    @property
-    def aic(self):
-        return -2.0 * self.user_log_likelihood + 2.0 * self.n_parameters
-
-    @property
-    def bic(self):
-        return -2.0 * self.user_log_likelihood + self.n_parameters * math.log(self.n_obs)
-
-    @property
-    def random_terms(self):
-        """The random effects' names: the intercept, then the slopes' features."""
-        return ("(Intercept)", *(self.names.features[s] for s in self.slopes))
-
-    @property
-    def ml(self):
-        """This model fitted by ML (lme4's anova refits REML models so)."""
-        if self.method == "ml":
-            return self
-        result = vector.fit(self.slope_stats, "ml", diagonal=self.diagonal)
-        return dataclasses.replace(self, result=result, method="ml")
-
-    def sigma_to_user(self, sigma):
-        return self.units.y_scale**2 * (self.T @ sigma @ self.T.T)
-
-    @property
-    def n_parameters(self):
-        q = self.T.shape[0]
-        return self.units.n_params + vector.n_theta(q, self.diagonal) + 1
-
-    def user_log_likelihood_of(self, deviance):
-        return -0.5 * deviance - self.units.log_jacobian(self.n_obs, self.method)
-
-    def user_lambda(self):
-        """lme4's Lambda: the relative covariance factor in the user's units, lower
-        triangular with a diagonal >= 0 (Lambda Lambda' = T Lambda_int Lambda_int' T')."""
-        rel = self.T @ self.result.lam
-        lam = np.linalg.qr(rel.T, mode="r").T  # rel rel' = R'R
-        return lam * np.where(np.diag(lam) < 0, -1.0, 1.0)[None, :]
-
-    @property
-    def user_theta(self):
-        """lme4's theta (``getME(m, "theta")``)."""
-        return vector.theta_of(self.user_lambda(), self.diagonal)
-
-    @property
-    def singular(self):
-        """lme4's isSingular: a diagonal entry of its Lambda below 1e-4."""
-        return bool(np.diag(self.user_lambda()).min() < vector.SINGULAR_TOL)
-
-
-class LinearMixedRegressor(GroupedRegressorMixin, RegressorMixin, BaseEstimator):
+class LinearMixedRegressor(IncrementalFitMixin, GroupedRegressorMixin, RegressorMixin, BaseEstimator):
     """Linear mixed model with random intercepts and slopes, fitted as lme4 does.
 
     The model is ``y_ij = x_ij' beta + z_ij' b_j + e_ij`` with ``z_ij`` the intercept
@@ -201,6 +115,7 @@ class LinearMixedRegressor(GroupedRegressorMixin, RegressorMixin, BaseEstimator)
     }
 
     __metadata_request__fit = {"groups": True}
+    __metadata_request__partial_fit = {"groups": True}
     __metadata_request__predict = {"groups": True, "return_std": True}
     __metadata_request__score = {"groups": True}
 
@@ -272,7 +187,38 @@ class LinearMixedRegressor(GroupedRegressorMixin, RegressorMixin, BaseEstimator)
             raise ValueError(f"random_slopes names a column more than once: {slopes}.")
         return np.asarray(positions, dtype=np.intp)
 
+    # -- partial_fit (IncrementalFitMixin) --
+
+    def _prepare_chunk(self, X, y, groups, sample_weight, reset):
+        return prepare(self, X, y, groups, sample_weight, reset=reset, chunk=True)
+
+    def _new_accumulator(self, data):
+        slopes = self._slope_positions(data.X.shape[1], data.feature_names) if data.grouped else ()
+        previous = getattr(self, "_accumulator", None)
+        if previous is not None and tuple(slopes) != previous.slopes:
+            raise ValueError(
+                "random_slopes changed between partial_fit calls; the statistics of the "
+                f"chunks so far hold the slopes of the columns {list(previous.slopes)}. Call "
+                "fit, or a new estimator, to start over."
+            )
+        return StatsAccumulator(fit_intercept=self.fit_intercept, slopes=slopes)
+
+    def _fit_and_publish(self, stats, units, levels, names):
+        slopes = np.asarray(self._accumulator.slopes, dtype=np.intp)
+        if levels is not None and slopes.size:
+            self._publish_slopes(self._fit_slopes(stats, units, levels, slopes, names))
+            return
+        inner = self._intercepts_model()
+        inner.n_features_in_ = self.n_features_in_
+        inner._publish(inner._fit_statistics(stats, units, levels, names))
+        self._adopt_intercepts(inner)
+        if levels is None and len(self.random_slopes):
+            self._zero_slopes(self._slope_positions(self.n_features_in_, getattr(self, "feature_names_in_", None)))
+        else:
+            self._slope_columns_ = np.zeros(0, dtype=np.intp)
+
     def _fit(self, X, y, groups, sample_weight=None):
+        self._forget_chunks()
         if len(self.random_slopes) == 0:
             self._fit_intercepts(X, y, groups, sample_weight)
             self._slope_columns_ = np.zeros(0, dtype=np.intp)
@@ -327,7 +273,11 @@ class LinearMixedRegressor(GroupedRegressorMixin, RegressorMixin, BaseEstimator)
         """No groups: no random effects, ordinary least squares (with a warning), as
         for RandomInterceptRegressor; Sigma is 0."""
         self._fit_intercepts(X, y, None, sample_weight)
-        slopes = self._slope_positions(self.n_features_in_, getattr(self, "feature_names_in_", None))
+        self._zero_slopes(self._slope_positions(self.n_features_in_, getattr(self, "feature_names_in_", None)))
+        return self
+
+    def _zero_slopes(self, slopes):
+        """Without groups, the slopes' Sigma is 0 and there are no effects."""
         q = 1 + slopes.size
         self._slope_columns_ = slopes
         self.variance_components_["group"] = np.zeros((q, q))
@@ -335,11 +285,9 @@ class LinearMixedRegressor(GroupedRegressorMixin, RegressorMixin, BaseEstimator)
         self.random_effect_names_ = ["Intercept", *[str(names[s]) if names is not None else f"x{s}" for s in slopes]]
         self.random_effects_ = np.zeros((0, q))
         self.random_effects_var_ = np.zeros((0, q, q))
-        return self
 
-    def _fit_intercepts(self, X, y, groups, sample_weight=None):
-        """``random_slopes=()``: the random intercept model, by its own estimator."""
-        inner = RandomInterceptRegressor(
+    def _intercepts_model(self):
+        return RandomInterceptRegressor(
             method=self.method,
             fit_intercept=self.fit_intercept,
             max_iter=self.max_iter,
@@ -348,7 +296,15 @@ class LinearMixedRegressor(GroupedRegressorMixin, RegressorMixin, BaseEstimator)
             group_column=self.group_column,
             unseen_groups=self.unseen_groups,
         )
+
+    def _fit_intercepts(self, X, y, groups, sample_weight=None):
+        """``random_slopes=()``: the random intercept model, by its own estimator."""
+        inner = self._intercepts_model()
         inner._fit_prepared(prepare(self, X, y, groups, sample_weight))
+        return self._adopt_intercepts(inner)
+
+    def _adopt_intercepts(self, inner):
+        """The random intercept model's fit as this estimator's."""
         self._result = inner._result
         self.coef_, self.intercept_ = inner.coef_, inner.intercept_
         s2u, s2e = inner.variance_components_["group"], inner.variance_components_["residual"]
@@ -416,6 +372,7 @@ class LinearMixedRegressor(GroupedRegressorMixin, RegressorMixin, BaseEstimator)
         -------
         SlopeSummary or Summary
         """
+        self._check_fitted_for_predict()
         check_is_fitted(self)
         if not isinstance(self._result, SlopeFit):
             from ._summary import summarize
@@ -446,6 +403,7 @@ class LinearMixedRegressor(GroupedRegressorMixin, RegressorMixin, BaseEstimator)
         y_pred : ndarray of shape (n_samples,)
         y_std : ndarray of shape (n_samples,), only with ``return_std=True``
         """
+        self._check_fitted_for_predict()
         X, groups = self._validate_for_predict(X, groups, check_finite=False)
         y_pred = self._fixed_part(X)
         n = X.shape[0]

@@ -253,7 +253,7 @@ def _fit(model, frame, features, target, group, weight, split_every, split_out):
     model.n_features_in_ = k
     model.feature_names_in_ = np.asarray(features, dtype=object)
     names = ModelNames(str(target), str(group or "group"), tuple(features))
-    model._publish(model._fit_statistics(stats, units, levels if grouped else None, names))
+    model._fit_and_publish(stats, units, levels if grouped else None, names)
 
 
 def predict(model, X, groups=None, *, population=False):

@@ -331,3 +331,73 @@ def test_in_place_adds_equal_merges_also_across_a_far_chunk(weighted):
     np.testing.assert_allclose(fits[0].units.coef_to_user(fits[0].result.beta)[0],
                                fits[1].units.coef_to_user(fits[1].result.beta)[0], rtol=1e-8)
     np.testing.assert_allclose(fits[0].sigma_to_user(fits[0].result.sigma), fits[1].sigma_to_user(fits[1].result.sigma), rtol=1e-7)
+
+
+# --- LinearMixedRegressor -----------------------------------------------------------
+
+
+def slope_data(n=4000, n_groups=60, seed=0):
+    rng = np.random.default_rng(seed)
+    g = rng.integers(0, n_groups, n)
+    X = rng.normal(size=(n, 3)) + [5.0, 100.0, 0.0]
+    b = rng.normal(size=(n_groups, 2))
+    y = X @ [1.0, 2.0, 3.0] + b[g, 0] + b[g, 1] * X[:, 0] + rng.normal(size=n)
+    return X, y, g, rng.uniform(0.5, 2.0, n)
+
+
+def assert_same_slopes_fit(a, b, rtol=RTOL):
+    np.testing.assert_allclose(a.coef_, b.coef_, rtol=rtol)
+    assert a.intercept_ == pytest.approx(b.intercept_, rel=rtol)
+    np.testing.assert_allclose(a.variance_components_["group"], b.variance_components_["group"], rtol=1e-7, atol=1e-12)
+    assert a.variance_components_["residual"] == pytest.approx(b.variance_components_["residual"], rel=rtol)
+    assert a.log_likelihood_ == pytest.approx(b.log_likelihood_, rel=1e-12)
+    np.testing.assert_array_equal(a.groups_, b.groups_)
+    np.testing.assert_allclose(a.random_effects_, b.random_effects_, rtol=1e-7, atol=1e-9)
+    np.testing.assert_allclose(a.random_effects_var_, b.random_effects_var_, rtol=1e-7, atol=1e-12)
+
+
+@pytest.mark.parametrize("covariance", ["unstructured", "diagonal"])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_random_slopes_in_chunks_equal_one_fit(covariance, weighted):
+    X, y, g, w = slope_data()
+    w = w if weighted else None
+    whole = LinearMixedRegressor(random_slopes=[0], covariance=covariance).fit(X, y, groups=g, sample_weight=w)
+    rng = np.random.default_rng(3)
+    chunked = in_chunks(LinearMixedRegressor(random_slopes=[0], covariance=covariance), X, y, g, w,
+                        np.r_[0, 1, 2, 60, 700, 2000, len(y)], rng.permutation(len(y)))
+    assert_same_slopes_fit(chunked, whole)
+    assert chunked.summary().residual_quantiles is None
+
+
+def test_random_slopes_chunks_until_identified_and_changed_slopes():
+    X, y, g, _ = slope_data()
+    model = LinearMixedRegressor(random_slopes=[0])
+    one = g == g[0]
+    with pytest.warns(UserWarning, match="all of them are in one group"):
+        model.partial_fit(X[one], y[one], groups=g[one])
+    with pytest.raises(NotFittedError, match="one group"):
+        model.predict(X, groups=g)
+    model.partial_fit(X[~one], y[~one], groups=g[~one])
+    order = np.r_[np.flatnonzero(one), np.flatnonzero(~one)]
+    assert_same_slopes_fit(model, LinearMixedRegressor(random_slopes=[0]).fit(X[order], y[order], groups=g[order]))
+    before = state(model)
+    model.set_params(random_slopes=[0, 1])
+    with pytest.raises(ValueError, match=r"random_slopes changed between partial_fit calls; .* columns \[0\]"):
+        model.partial_fit(X, y, groups=g)
+    model.set_params(random_slopes=[0])
+    assert state(model) == before
+
+
+def test_linear_mixed_regressor_chunks_without_slopes_or_groups():
+    X, y, g, _ = slope_data()
+    no_slopes = in_chunks(LinearMixedRegressor(), X, y, g, None, np.r_[0, 1000, len(y)])
+    ri = RandomInterceptRegressor().fit(X, y, groups=g)
+    np.testing.assert_allclose(no_slopes.coef_, ri.coef_, rtol=RTOL)
+    assert no_slopes.variance_components_["group"][0, 0] == pytest.approx(ri.variance_components_["group"], rel=RTOL)
+    model = LinearMixedRegressor(random_slopes=[0])
+    with pytest.warns(UserWarning, match="got no groups"):
+        model.partial_fit(X[:100], y[:100])
+    model.partial_fit(X[100:], y[100:])
+    np.testing.assert_array_equal(model.variance_components_["group"], np.zeros((2, 2)))
+    ols = np.linalg.lstsq(np.column_stack([np.ones(len(y)), X]), y, rcond=None)[0]
+    np.testing.assert_allclose(np.r_[model.intercept_, model.coef_], ols, rtol=1e-10)
