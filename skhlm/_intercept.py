@@ -330,7 +330,7 @@ class RandomInterceptRegressor(IncrementalFitMixin, GroupedRegressorMixin, Regre
     def _prepare_chunk(self, X, y, groups, sample_weight, reset):
         return prepare(self, X, y, groups, sample_weight, reset=reset, chunk=True)
 
-    def _fit_and_publish(self, stats, standardization, levels, names):
+    def _fit_and_publish(self, stats, standardization, levels, names, slopes=()):
         self._publish(self._fit_statistics(stats, standardization, levels, names))
 
     def _fit_statistics(self, stats, standardization, levels, names):

@@ -203,8 +203,12 @@ class LinearMixedRegressor(IncrementalFitMixin, GroupedRegressorMixin, Regressor
             )
         return StatsAccumulator(fit_intercept=self.fit_intercept, slopes=slopes)
 
-    def _fit_and_publish(self, stats, units, levels, names):
-        slopes = np.asarray(self._accumulator.slopes, dtype=np.intp)
+    def _slopes_of_data(self, n_features, feature_names):
+        """The slope positions for skhlm.dask.fit (its sums are summed with them)."""
+        return tuple(self._slope_positions(n_features, feature_names))
+
+    def _fit_and_publish(self, stats, units, levels, names, slopes=None):
+        slopes = np.asarray(self._accumulator.slopes if slopes is None else slopes, dtype=np.intp)
         if levels is not None and slopes.size:
             self._publish_slopes(self._fit_slopes(stats, units, levels, slopes, names))
             return

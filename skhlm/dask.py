@@ -1,7 +1,7 @@
 """Fitting on a Dask DataFrame: the statistics computed where the partitions live.
 
 ``skhlm.dask.fit(model, ddf, y="y", groups="school")`` fits a RandomInterceptRegressor
-on a dask DataFrame of any size.  Each partition's sums are computed by the worker
+or a LinearMixedRegressor on a dask DataFrame of any size.  Each partition's sums are computed by the worker
 that holds it, and Dask's own machinery merges them: a tree reduction (``sum`` with
 ``split_every``) for the cross-products, and a groupby aggregation (with
 ``split_out``) for the per-group sums.  Only those sums, O(G p) numbers, reach the
@@ -38,8 +38,9 @@ def fit(model, X, y, groups=None, sample_weight=None, *, split_every=None, split
 
     Parameters
     ----------
-    model : RandomInterceptRegressor
-        Fitted in place (an earlier fit is discarded); its parameters apply.
+    model : RandomInterceptRegressor or LinearMixedRegressor
+        Fitted in place (an earlier fit is discarded); its parameters apply (the
+        random slopes' products are summed per group with the rest).
     X : dask DataFrame
         The features, or the features and the columns named by ``y``, ``groups`` and
         ``sample_weight``.
@@ -68,12 +69,18 @@ def fit(model, X, y, groups=None, sample_weight=None, *, split_every=None, split
         For bad values in a partition (named, with its number), missing columns, or
         data that cannot identify the model; the model is then as it was.
     """
-    if not hasattr(model, "_fit_statistics") or not hasattr(model, "_forget_chunks"):
-        raise TypeError(f"skhlm.dask.fit fits RandomInterceptRegressor; got {type(model).__name__}.")
+    if not hasattr(model, "_fit_and_publish") or not hasattr(model, "_forget_chunks"):
+        raise TypeError(
+            "skhlm.dask.fit fits RandomInterceptRegressor and LinearMixedRegressor; got "
+            f"{type(model).__name__}."
+        )
     frame, features, target, group, weight = _frame(X, y, groups, sample_weight)
+    slopes = ()
+    if hasattr(model, "_slopes_of_data") and group is not None:
+        slopes = model._slopes_of_data(len(features), np.asarray(features, dtype=object))
     before = dict(vars(model))
     try:
-        _fit(model, frame, features, target, group, weight, split_every, split_out)
+        _fit(model, frame, features, target, group, weight, split_every, split_out, slopes)
     except BaseException:
         vars(model).clear()
         vars(model).update(before)
@@ -169,9 +176,10 @@ def _cross_names(k):
     return [f"c{j}" for j in range(k * k + k + 1)] + ["n", "log_w"]
 
 
-def _group_rows(part, features, target, group, weight, x_ref, y_ref, partition_info=None):
+def _group_rows(part, features, target, group, weight, x_ref, y_ref, slopes, partition_info=None):
     """The partition's rows as the per-group sums need them: w (x - ref), w (y - ref)
-    and w, by group label (summed by the groupby)."""
+    and w, by group label (summed by the groupby); with random slopes also each
+    slope's products w (x_s - ref_s) [x - ref, y - ref]."""
     X, y, w = _arrays(part, features, target, weight, (partition_info or {}).get("number"))
     if part[group].isna().any():
         raise ValueError(
@@ -179,13 +187,23 @@ def _group_rows(part, features, target, group, weight, x_ref, y_ref, partition_i
             "missing group label(s). Drop those rows or give them a label."
         )
     w = np.ones(len(y)) if w is None else w
-    values = np.column_stack([w, (X - x_ref) * w[:, None], (y - y_ref) * w])
-    out = pd.DataFrame(values, columns=_moment_names(features), index=part.index)
+    xc, yc = X - x_ref, y - y_ref
+    columns = [w, xc * w[:, None], yc * w]
+    if slopes:
+        d = np.column_stack([xc, yc])
+        columns.append((xc[:, list(slopes), None] * d[:, None, :] * w[:, None, None]).reshape(len(y), -1))
+    values = np.column_stack(columns)
+    out = pd.DataFrame(values, columns=_group_names(features, slopes), index=part.index)
     out.insert(0, "__skhlm_group", part[group].to_numpy())
     return out
 
 
-def _fit(model, frame, features, target, group, weight, split_every, split_out):
+def _group_names(features, slopes):
+    k = len(features)
+    return _moment_names(features) + [f"z{a}_{j}" for a in range(len(slopes)) for j in range(k + 1)]
+
+
+def _fit(model, frame, features, target, group, weight, split_every, split_out, slopes=()):
     import dask
 
     k = len(features)
@@ -204,9 +222,9 @@ def _fit(model, frame, features, target, group, weight, split_every, split_out):
     cross = frame.map_partitions(_cross_products, *args, x_ref, y_ref, meta=cross_meta)
     cross = cross.sum(split_every=split_every)
     if group is not None:
-        rows_meta = meta.copy()
+        rows_meta = pd.DataFrame({c: pd.Series(dtype="f8") for c in _group_names(features, slopes)})
         rows_meta.insert(0, "__skhlm_group", pd.Series(dtype=frame[group].dtype))
-        rows = frame.map_partitions(_group_rows, features, target, group, weight, x_ref, y_ref, meta=rows_meta)
+        rows = frame.map_partitions(_group_rows, features, target, group, weight, x_ref, y_ref, slopes, meta=rows_meta)
         by_group = rows.groupby("__skhlm_group").sum(split_out=split_out)
         cross, by_group = dask.compute(cross, by_group)
     else:
@@ -225,7 +243,11 @@ def _fit(model, frame, features, target, group, weight, split_every, split_out):
         sizes = by_label["w"].to_numpy()
         gx = np.ascontiguousarray(by_label.iloc[:, 1 : k + 1].to_numpy())
         gy = by_label["y"].to_numpy()
+        gz = None
+        if slopes:
+            gz = np.ascontiguousarray(by_label.iloc[:, k + 2 :].to_numpy()).reshape(-1, len(slopes), k + 1)
     else:
+        gz = None
         levels = np.zeros(1, dtype=np.intp)
         sizes = np.array([total])
         gx = (moments.iloc[1 : k + 1].to_numpy() - total * x_ref)[None, :]
@@ -235,6 +257,7 @@ def _fit(model, frame, features, target, group, weight, split_every, split_out):
         n=n, weight=total, weighted=weighted, log_weights=log_w, x_ref=x_ref, y_ref=y_ref,
         xtx=xtx, xty=xty, yty=yty, sizes=sizes if weighted else np.rint(sizes).astype(np.int64),
         gx=gx, gy=gy, level=np.arange(levels.shape[0]), levels=levels, by_size=False,
+        slopes=tuple(slopes), gz=gz,
     )
     stats, units, levels = _finalize(sums, model.fit_intercept)
     grouped = group is not None
@@ -253,7 +276,7 @@ def _fit(model, frame, features, target, group, weight, split_every, split_out):
     model.n_features_in_ = k
     model.feature_names_in_ = np.asarray(features, dtype=object)
     names = ModelNames(str(target), str(group or "group"), tuple(features))
-    model._fit_and_publish(stats, units, levels if grouped else None, names)
+    model._fit_and_publish(stats, units, levels if grouped else None, names, slopes=slopes)
 
 
 def predict(model, X, groups=None, *, population=False):

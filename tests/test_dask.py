@@ -15,7 +15,7 @@ import pytest
 from distributed import Client, LocalCluster
 
 import skhlm.dask as skd
-from skhlm import RandomInterceptRegressor
+from skhlm import LinearMixedRegressor, RandomInterceptRegressor
 
 RTOL = 1e-8
 
@@ -155,3 +155,22 @@ def test_a_worker_killed_during_the_fit_changes_nothing(client):
     assert_same_fit(result["model"], whole)
     client.wait_for_workers(2, timeout=60)  # the nanny restarted it
     assert pids[victim] not in client.run(os.getpid).values()
+
+
+@pytest.mark.parametrize("covariance", ["unstructured", "diagonal"])
+def test_random_slopes_on_the_cluster_equal_the_fit_in_memory(client, covariance):
+    rng = np.random.default_rng(4)
+    d = frame(offset=0.0)
+    b = rng.normal(size=(150, 2))
+    codes = d["school"].str[1:].astype(int).to_numpy()
+    d["y"] += b[codes, 1] * d["a"]
+    ddf = dd.from_pandas(d.sample(frac=1.0, random_state=2), npartitions=5)
+    model = LinearMixedRegressor(random_slopes=["a"], covariance=covariance)
+    fitted = skd.fit(model, ddf, y="y", groups="school", sample_weight="w", split_out=2)
+    whole = LinearMixedRegressor(random_slopes=["a"], covariance=covariance).fit(
+        d[["a", "b", "c"]], d["y"], groups=d["school"], sample_weight=d["w"]
+    )
+    np.testing.assert_allclose(fitted.coef_, whole.coef_, rtol=RTOL)
+    np.testing.assert_allclose(fitted.variance_components_["group"], whole.variance_components_["group"], rtol=1e-7, atol=1e-12)
+    assert fitted.log_likelihood_ == pytest.approx(whole.log_likelihood_, rel=1e-12)
+    np.testing.assert_allclose(fitted.random_effects_, whole.random_effects_, rtol=1e-7, atol=1e-9)
