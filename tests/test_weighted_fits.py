@@ -110,6 +110,7 @@ def test_the_log_likelihood_is_the_dense_weighted_gaussian():
         assert -0.5 * deviance == pytest.approx(ref["logLik"], abs=1e-6)
 
 
+@pytest.mark.slow
 def test_lme4s_fixed_effect_profile_intervals_of_a_weighted_fit_are_wrong_and_ours_right():
     # lme4 1.1-31 profiles a weighted fit's fixed effects to intervals a twentieth of an
     # SE wide (x1: 0.96502 to 0.96744, SE 0.0454).  Ours are where the ML deviance,
