@@ -243,7 +243,7 @@ def identifiable(stats, grouped):
         )
 
 
-def not_identified_yet(stats, grouped, n_rows):
+def not_identified_yet(stats, grouped):
     """Why the rows seen so far (by partial_fit) cannot identify the model, or None:
     what :func:`group_count` and :func:`identifiable` refuse, which more rows may
     cure."""

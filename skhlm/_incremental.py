@@ -109,7 +109,7 @@ class IncrementalFitMixin:
         model, no fit and the reason."""
         stats, units, levels = self._accumulator.finalize()
         grouped = self._chunks_grouped
-        reason = _checks.not_identified_yet(stats, grouped, self._accumulator.n_obs)
+        reason = _checks.not_identified_yet(stats, grouped)
         if reason is not None:
             for name in [n for n in vars(self) if n.endswith("_") and n not in ("n_features_in_", "feature_names_in_")]:
                 delattr(self, name)
@@ -120,7 +120,7 @@ class IncrementalFitMixin:
             return
         self._not_fitted_reason = None
         dropped = tuple(~units.kept)
-        if any(dropped) and dropped != getattr(self, "_chunk_dropped", None):
+        if dropped != getattr(self, "_chunk_dropped", None):  # (it warns only if any)
             _checks.redundant_columns(units, getattr(self, "feature_names_in_", None))
         self._chunk_dropped = dropped
         self._fit_and_publish(stats, units, levels if grouped else None, self._chunk_names)

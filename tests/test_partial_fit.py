@@ -401,3 +401,100 @@ def test_linear_mixed_regressor_chunks_without_slopes_or_groups():
     np.testing.assert_array_equal(model.variance_components_["group"], np.zeros((2, 2)))
     ols = np.linalg.lstsq(np.column_stack([np.ones(len(y)), X]), y, rcond=None)[0]
     np.testing.assert_allclose(np.r_[model.intercept_, model.coef_], ols, rtol=1e-10)
+
+
+# --- gaps found by mutation testing ------------------------------------------------
+
+
+def test_an_unidentified_first_chunk_after_fit_clears_fits_state_and_keeps_checking_features():
+    X, y, g, _ = simulate()
+    model = RandomInterceptRegressor().fit(X, y, groups=g)
+    one = g == g[0]
+    with pytest.warns(UserWarning, match="one group"):
+        model.partial_fit(X[one], y[one], groups=g[one])  # a new stream: fit's state goes
+    assert not hasattr(model, "coef_") and not hasattr(model, "groups_")
+    assert model.n_features_in_ == 3
+    with pytest.raises(NotFittedError, match="one group"):
+        model.predict(X, groups=g)
+    with pytest.raises(ValueError, match="features"):
+        model.partial_fit(X[:, :2], y, groups=g)
+
+
+def test_dropped_columns_warn_when_they_change_not_at_every_chunk():
+    X, y, g, _ = simulate()
+    X = np.column_stack([X, 2.0 * X[:, 0]])
+    model = RandomInterceptRegressor()
+    with pytest.warns(UserWarning, match=r"rank deficient: column\(s\) \[3\]"):
+        model.partial_fit(X[:2000], y[:2000], groups=g[:2000])
+    import warnings as w
+
+    with w.catch_warnings():
+        w.simplefilter("error")
+        model.partial_fit(X[2000:], y[2000:], groups=g[2000:])
+    assert model.coef_[3] == 0.0
+
+
+def _in_place(chunks, slopes=()):
+    from skhlm.data.accumulator import StatsAccumulator
+    from skhlm.data.groups import encode_groups
+
+    results = []
+    for in_place in (False, True):
+        accumulator = StatsAccumulator(slopes=slopes)
+        for X, y, labels, w in chunks:
+            accumulator.add(X, y, encode_groups(labels, len(y)), w, in_place=in_place)
+        results.append(accumulator.finalize())
+    return results
+
+
+def test_in_place_from_a_first_chunk_of_many_groups_keeps_the_slope_sums_by_label():
+    X, y, g, _ = simulate(n=3000, n_groups=80)
+    labels = np.array([f"s{k:02d}" for k in g])
+    chunks = [(X[a:b], y[a:b], labels[a:b], None) for a, b in ((0, 1500), (1500, 3000))]
+    (a, ua, la), (b, ub, lb) = _in_place(chunks, slopes=(0,))
+    np.testing.assert_array_equal(la, lb)
+    fits = [LinearMixedRegressor(random_slopes=[0])._fit_slopes(s, u, lv, np.array([0]), ModelNames())
+            for s, u, lv in ((a, ua, la), (b, ub, lb))]
+    np.testing.assert_allclose(fits[0].sigma_to_user(fits[0].result.sigma), fits[1].sigma_to_user(fits[1].result.sigma), rtol=1e-8)
+
+
+def test_in_place_keeps_labels_of_other_types_apart_and_a_categorys_order():
+    X, y, g, _ = simulate(n=2000, n_groups=20)
+    ints = g.astype(np.int64)
+    strings = np.array([str(k) for k in g])  # <U2: concatenated with ints, numpy makes them strings
+    (a, _, la), (b, _, lb) = _in_place([(X[:1000], y[:1000], ints[:1000], None), (X[1000:], y[1000:], strings[1000:], None)])
+    assert len(lb) == 40 and list(la) == list(lb)  # 1 and "1" are different groups
+    order = [f"c{k}" for k in range(19, -1, -1)]  # categories in reverse order
+    cats = pd.Categorical([f"c{k}" for k in g], categories=order)
+    (_, _, la), (_, _, lb) = _in_place([(X[:1000], y[:1000], cats[:1000], None)] + [(X[i:i + 1], y[i:i + 1], cats[i:i + 1], None) for i in range(1000, 1010)])
+    assert list(lb) == list(la) == [c for c in order if c in set(cats[:1010])]
+
+
+def test_in_place_takes_weighted_chunks_after_unweighted_ones_and_drops_weightless_groups(tmp_path):
+    X, y, g, w = simulate(n=3000, n_groups=50)
+    labels = g.astype(object)
+    labels[2000:2100] = "only zero weights"
+    w = w.copy()
+    w[2000:2100] = 0.0
+    (a, ua, la), (b, ub, lb) = _in_place([(X[:1500], y[:1500], labels[:1500], None), (X[1500:], y[1500:], labels[1500:], w[1500:])])
+    assert "only zero weights" not in list(lb) and list(la) == list(lb)
+    np.testing.assert_allclose(ua.group_response_sums(a), ub.group_response_sums(b), rtol=1e-10)
+    np.testing.assert_allclose(a.group_sizes, b.group_sizes, rtol=1e-12)
+    d = frame(n=3000, n_groups=50)
+    d.loc[d["school"] == "s07", "w"] = 0.0
+    d.to_parquet(tmp_path / "d.parquet")
+    streamed = fit_parquet(RandomInterceptRegressor(), tmp_path / "d.parquet", target="y", columns=["a", "b"], group="school", weight="w", batch_rows=500)
+    whole = RandomInterceptRegressor().fit(d[["a", "b"]], d["y"], groups=d["school"], sample_weight=d["w"])
+    assert "s07" not in streamed.groups_
+    assert_same_fit(streamed, whole)
+
+
+def test_merging_other_random_slopes_is_refused():
+    from skhlm.data.accumulator import StatsAccumulator
+    from skhlm.data.groups import encode_groups
+
+    X, y, g, _ = simulate(n=200)
+    a, b = StatsAccumulator(slopes=(0,)), StatsAccumulator(slopes=(1,))
+    b.add(X, y, encode_groups(g, 200))
+    with pytest.raises(ValueError, match=r"random slopes \(1,\) into \(0,\)"):
+        a.merge(b)
