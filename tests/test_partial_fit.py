@@ -464,6 +464,7 @@ def test_in_place_keeps_labels_of_other_types_apart_and_a_categorys_order():
     strings = np.array([str(k) for k in g])  # <U2: concatenated with ints, numpy makes them strings
     (a, _, la), (b, _, lb) = _in_place([(X[:1000], y[:1000], ints[:1000], None), (X[1000:], y[1000:], strings[1000:], None)])
     assert len(lb) == 40 and list(la) == list(lb)  # 1 and "1" are different groups
+    assert [type(v) for v in lb] == [type(v) for v in la]  # ints stay ints (not 1.0)
     order = [f"c{k}" for k in range(19, -1, -1)]  # categories in reverse order
     cats = pd.Categorical([f"c{k}" for k in g], categories=order)
     (_, _, la), (_, _, lb) = _in_place([(X[:1000], y[:1000], cats[:1000], None)] + [(X[i:i + 1], y[i:i + 1], cats[i:i + 1], None) for i in range(1000, 1010)])

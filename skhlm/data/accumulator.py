@@ -315,7 +315,7 @@ class StatsAccumulator:
         """Add a chunk's sums, about the same point, into arrays by label that this
         accumulator owns (made on the first call), growing them for new labels."""
         sums = self._sums
-        if getattr(self, "_index", None) is None:
+        if self._index is None:
             sizes, gx, gy, gz = sums.by_label()  # copies: ours to write
             sums = replace(sums, sizes=sizes, gx=gx, gy=gy, gz=gz, level=np.arange(sizes.shape[0]), by_size=False)
             self._index = pd.Index(sums.levels)
@@ -359,7 +359,7 @@ class StatsAccumulator:
         """The sums, with labels added in place put back in order (sorted where each
         chunk's were, as merging sorts them)."""
         sums = self._sums
-        if getattr(self, "_index", None) is None or not self._sortable:
+        if self._index is None or not self._sortable:
             return sums
         try:
             order = np.argsort(sums.levels)
