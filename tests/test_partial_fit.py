@@ -213,7 +213,7 @@ def test_chunks_with_and_without_groups_or_another_intercept_are_refused():
     with pytest.raises(ValueError, match="must have groups, or none: the earlier chunks had groups"):
         model.partial_fit(X[1000:], y[1000:])
     model.set_params(fit_intercept=False)
-    with pytest.raises(ValueError, match="fit_intercept changed between partial_fit calls"):
+    with pytest.raises(ValueError, match="fit_intercept changed between partial_fit calls; the statistics of the chunks so far were built with fit_intercept=True"):
         model.partial_fit(X[1000:], y[1000:], groups=g[1000:])
 
 
@@ -418,19 +418,26 @@ def test_an_unidentified_first_chunk_after_fit_clears_fits_state_and_keeps_check
         model.predict(X, groups=g)
     with pytest.raises(ValueError, match="features"):
         model.partial_fit(X[:, :2], y, groups=g)
+    named = RandomInterceptRegressor()
+    frame_ = pd.DataFrame(X, columns=["a", "b", "c"])
+    with pytest.warns(UserWarning, match="one group"):
+        named.partial_fit(frame_[one], y[one], groups=g[one])
+    assert named.feature_names_in_.tolist() == ["a", "b", "c"]  # kept while pending
+    with pytest.raises(ValueError, match="feature names"):
+        named.partial_fit(frame_.rename(columns={"c": "d"}), y, groups=g)
 
 
 def test_dropped_columns_warn_when_they_change_not_at_every_chunk():
     X, y, g, _ = simulate()
-    X = np.column_stack([X, 2.0 * X[:, 0]])
+    X = pd.DataFrame(np.column_stack([X, 2.0 * X[:, 0]]), columns=["a", "b", "c", "twice a"])
     model = RandomInterceptRegressor()
-    with pytest.warns(UserWarning, match=r"rank deficient: column\(s\) \[3\]"):
+    with pytest.warns(UserWarning, match=r"rank deficient: column\(s\) \['twice a'\]"):
         model.partial_fit(X[:2000], y[:2000], groups=g[:2000])
     import warnings as w
 
     with w.catch_warnings():
         w.simplefilter("error")
-        model.partial_fit(X[2000:], y[2000:], groups=g[2000:])
+        model.partial_fit(X.iloc[2000:], y[2000:], groups=g[2000:])
     assert model.coef_[3] == 0.0
 
 
