@@ -210,10 +210,15 @@ def test_chunks_with_and_without_groups_or_another_intercept_are_refused():
     X, y, g, _ = simulate()
     model = RandomInterceptRegressor()
     model.partial_fit(X[:1000], y[:1000], groups=g[:1000])
-    with pytest.raises(ValueError, match="must have groups, or none: the earlier chunks had groups"):
+    with pytest.raises(ValueError, match=r"^Every chunk of partial_fit must have groups, or none: the earlier chunks had groups, this one has none\.$"):
         model.partial_fit(X[1000:], y[1000:])
+    ungrouped = RandomInterceptRegressor()
+    with pytest.warns(UserWarning, match="got no groups"):
+        ungrouped.partial_fit(X[:1000], y[:1000])
+    with pytest.raises(ValueError, match=r"the earlier chunks had no groups, this one has\.$"):
+        ungrouped.partial_fit(X[1000:], y[1000:], groups=g[1000:])
     model.set_params(fit_intercept=False)
-    with pytest.raises(ValueError, match="fit_intercept changed between partial_fit calls; the statistics of the chunks so far were built with fit_intercept=True"):
+    with pytest.raises(ValueError, match=r"^fit_intercept changed between partial_fit calls; the statistics of the chunks so far were built with fit_intercept=True\. Call fit"):
         model.partial_fit(X[1000:], y[1000:], groups=g[1000:])
 
 
