@@ -477,6 +477,8 @@ def test_in_place_keeps_labels_of_other_types_apart_and_a_categorys_order():
     (a, _, la), (b, _, lb) = _in_place([(X[:1000], y[:1000], ints[:1000], None), (X[1000:], y[1000:], strings[1000:], None)])
     assert len(lb) == 40 and list(la) == list(lb)  # 1 and "1" are different groups
     assert [type(v) for v in lb] == [type(v) for v in la]  # ints stay ints (not 1.0)
+    (_, _, la), (_, _, lb) = _in_place([(X[:500], y[:500], ints[:500], None), (X[500:], y[500:], ints[500:] + 100, None)])
+    assert lb.dtype == la.dtype == np.int64  # new labels of the same type: no object array
     order = [f"c{k}" for k in range(19, -1, -1)]  # categories in reverse order
     cats = pd.Categorical([f"c{k}" for k in g], categories=order)
     (_, _, la), (_, _, lb) = _in_place([(X[:1000], y[:1000], cats[:1000], None)] + [(X[i:i + 1], y[i:i + 1], cats[i:i + 1], None) for i in range(1000, 1010)])
