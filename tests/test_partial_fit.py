@@ -513,3 +513,37 @@ def test_merging_other_random_slopes_is_refused():
     b.add(X, y, encode_groups(g, 200))
     with pytest.raises(ValueError, match=r"random slopes \(1,\) into \(0,\)"):
         a.merge(b)
+
+
+def test_weightless_groups_go_and_light_ones_stay_with_their_slope_sums():
+    # The accumulator (which partial_fit and fit_parquet feed) takes zero weights: a
+    # group whose rows all weigh 0 is dropped at finalize, one that weighs 0.4 in
+    # all stays; the per-group sums by label and the slopes' fit equal those of the
+    # rows without the weightless group.
+    from skhlm.data.accumulator import StatsAccumulator
+    from skhlm.data.groups import encode_groups
+
+    X, y, g, w = simulate(n=2000, n_groups=40)
+    labels = g.astype(object)
+    labels[:30] = "weightless"
+    w = w.copy()
+    w[:30] = 0.0
+    labels[30] = "light"
+    w[30] = 0.4
+    keep = w > 0
+
+    def finalized(rows):
+        accumulator = StatsAccumulator(slopes=(0,))
+        accumulator.add(X[rows], y[rows], encode_groups(labels[rows], int(rows.sum())), w[rows])
+        return accumulator.finalize()
+
+    (a, ua, la), (b, ub, lb) = finalized(np.ones(len(y), dtype=bool)), finalized(keep)
+    assert "weightless" not in list(la) and "light" in list(la)
+    assert list(la) == list(lb)
+    np.testing.assert_allclose(a.group_sizes, b.group_sizes, rtol=1e-12)
+    np.testing.assert_allclose(ua.group_response_sums(a), ub.group_response_sums(b), rtol=1e-10)
+    fits = [LinearMixedRegressor(random_slopes=[0])._fit_slopes(s, u, lv, np.array([0]), ModelNames())
+            for s, u, lv in ((a, ua, la), (b, ub, lb))]
+    np.testing.assert_allclose(fits[0].sigma_to_user(fits[0].result.sigma), fits[1].sigma_to_user(fits[1].result.sigma), rtol=1e-8)
+    np.testing.assert_allclose(fits[0].units.coef_to_user(fits[0].result.beta)[0],
+                               fits[1].units.coef_to_user(fits[1].result.beta)[0], rtol=1e-9)
