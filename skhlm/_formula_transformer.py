@@ -66,7 +66,7 @@ class FormulaTransformer(TransformerMixin, BaseEstimator):
         intercept and the passthrough columns.
     n_features_in_ : int
         Number of columns of the DataFrame seen in fit.
-    feature_names_in_ : ndarray of str of shape (n_features_in_,)
+    feature_names_in_ : ndarray of str of shape (`n_features_in_`,)
         Its column names.
 
     See Also

@@ -189,7 +189,7 @@ class RandomInterceptRegressor(IncrementalFitMixin, GroupedRegressorMixin, Regre
     log_likelihood_ : float
         The REML log-likelihood (``method="reml"``) or the ML one: lme4's
         ``logLik``.
-    log_likelihood_history_ : ndarray of shape (n_iter_,)
+    log_likelihood_history_ : ndarray of shape (`n_iter_`,)
         The log-likelihood after every iteration; EM never lets it decrease.
     aic_ : float
         ``-2 log_likelihood_ + 2 k`` with ``k`` = number of fixed effects + 2, as
@@ -198,7 +198,7 @@ class RandomInterceptRegressor(IncrementalFitMixin, GroupedRegressorMixin, Regre
         ``-2 log_likelihood_ + k log(n)``, as lme4's ``BIC``.
     n_features_in_ : int
         Number of features seen in fit.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Names of the features seen in fit, when X is a DataFrame with string
         column names.
 

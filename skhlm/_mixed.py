@@ -206,11 +206,11 @@ class MixedEffectsRegressor(MetaEstimatorMixin, GroupedRegressorMixin, Regressor
         Whether the rounds stopped before ``max_iter``: the intercepts moved by less
         than ``tol`` of their spread, or (from the third round) by no less than in
         the round before, the floor of a learner that changes with every refit.
-    log_likelihood_history_ : ndarray of shape (n_iter_,)
+    log_likelihood_history_ : ndarray of shape (`n_iter_`,)
         The ML log-likelihood of each round's residual model: the objective, per
         round.
     n_features_in_ : int
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         When X is a DataFrame with string column names.
 
     See Also

@@ -80,7 +80,7 @@ class LinearMixedRegressor(IncrementalFitMixin, GroupedRegressorMixin, Regressor
         lme4's isSingular: a relative standard deviation (a diagonal entry of lme4's
         Lambda) below 1e-4, which is a variance at 0 or a correlation at +-1.
     n_features_in_ : int
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
 
     See Also
     --------
