@@ -1,4 +1,6 @@
-"""Data bigger than memory: the same model three ways, with the same numbers.
+"""
+Data bigger than memory: the same model three ways, with the same numbers
+=========================================================================
 
 1. ``partial_fit`` over chunks, as they arrive (a stream, a database cursor);
 2. ``skhlm.fit_parquet`` over Parquet files, read in batches by pyarrow;
@@ -9,7 +11,7 @@ Each keeps only the sufficient statistics (per-group sums), never the rows, and 
 equals the fit in memory.  The data here are small so that the example runs in
 seconds; the mechanics are those of a billion rows.
 
-Run:  python examples/bigger_than_memory.py      (needs the dask extra)
+Run: ``python examples/bigger_than_memory.py`` (needs the dask extra)
 """
 
 import tempfile

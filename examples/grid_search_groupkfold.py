@@ -1,6 +1,9 @@
-"""A machine-learning workflow: preprocessing, grid search, and two kinds of CV.
+"""
+A machine-learning workflow: preprocessing, grid search, and two kinds of CV
+============================================================================
 
 Predicting a student's math score is two different tasks:
+
 - for a school we have data on (KFold: every school is in the training folds), the
   model adds the school's random intercept, its BLUP, to x' beta;
 - for a new school (GroupKFold: whole schools held out), it can only use x' beta.
@@ -8,7 +11,7 @@ Predicting a student's math score is two different tasks:
 The random intercept model is compared with LinearRegression (no schools at all)
 and a per-school-mean baseline (only schools, no predictors).
 
-Run:  python examples/grid_search_groupkfold.py
+Run: ``python examples/grid_search_groupkfold.py``
 """
 
 import numpy as np

@@ -1,16 +1,20 @@
-"""ICC, design effect and effective sample size: what a survey researcher asks first.
+"""
+ICC, design effect and effective sample size: what a survey researcher asks first
+=================================================================================
 
 Students of one school are alike, so n clustered students carry less information
 than n independent ones.  With an average cluster size m and intraclass correlation
 ICC, Kish's design effect
 
-    deff = 1 + (m - 1) ICC
+.. math::
+
+    \mathrm{deff} = 1 + (m - 1)\,\mathrm{ICC}
 
 is the factor by which clustering inflates the variance of a mean, and n / deff is
 the effective sample size: the number of independent students worth as much.  With
-unequal cluster sizes m is replaced by sum(n_j^2) / n.
+unequal cluster sizes m is replaced by :math:`\sum_j n_j^2 / n`.
 
-Run:  python examples/icc_and_design_effect.py
+Run: ``python examples/icc_and_design_effect.py``
 """
 
 import numpy as np

@@ -1,4 +1,6 @@
-"""Caterpillar plot and shrinkage plot of a fitted random intercept model.
+"""
+Caterpillar plot and shrinkage plot of a fitted random intercept model
+======================================================================
 
 Left: every school's random intercept (its BLUP, lme4's ranef) with a 95% interval,
 sorted: schools whose interval excludes 0 differ from the average school after
@@ -6,7 +8,7 @@ accounting for desk and ESCS.  Right: partial pooling: a school's raw mean resid
 (no pooling) against its BLUP, marker area by school size: small schools are pulled
 hardest toward 0.
 
-Run:  python examples/plot_caterpillar.py [output directory]   (needs skhlm[plot])
+Run: ``python examples/plot_caterpillar.py [output directory]`` (needs skhlm[plot])
 """
 
 import sys

@@ -1,4 +1,6 @@
-"""Gradient boosting with random intercepts, against boosting alone and with the group.
+"""
+Gradient boosting with random intercepts, against boosting alone and with the group
+===================================================================================
 
 Simulated data: Friedman #1's nonlinear fixed part plus a random intercept per group
 (ICC 0.3 of the random part), the truth known.  Three models are fitted on the same
@@ -16,7 +18,7 @@ seen:
 The left panel shows the RMSEs; the right one each seen group's estimated intercept
 against its true one.
 
-Run:  python examples/plot_mixed_effects.py [output directory]   (needs skhlm[plot])
+Run: ``python examples/plot_mixed_effects.py [output directory]`` (needs skhlm[plot])
 """
 
 import sys

@@ -1,4 +1,6 @@
-"""Complete, no and partial pooling side by side, on a few schools.
+"""
+Complete, no and partial pooling side by side, on a few schools
+===============================================================
 
 - Complete pooling: one regression of math on ESCS for all students; schools ignored.
 - No pooling: a separate regression in every school; small schools give wild lines.
@@ -6,7 +8,7 @@
   intercept shrunk toward the average, more so for small schools, with the common
   ESCS slope.
 
-Run:  python examples/plot_pooling.py [output directory]   (needs skhlm[plot])
+Run: ``python examples/plot_pooling.py [output directory]`` (needs skhlm[plot])
 """
 
 import sys

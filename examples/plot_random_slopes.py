@@ -1,4 +1,6 @@
-"""Random intercepts, then random slopes, on repeated measures (sleepstudy's design).
+"""
+Random intercepts, then random slopes, on repeated measures (sleepstudy's design)
+=================================================================================
 
 Each subject's reaction time is measured on days 0 to 9.  The random intercept model
 gives every subject its own level but one common trend; lme4's ``(1 + Days |
@@ -7,7 +9,7 @@ random slope (a likelihood-ratio test whose null puts the slope's variance on th
 boundary: the 50:50 mixture of chi2(1) and chi2(2)), and draws each subject's two
 fitted lines over its data.
 
-Run:  python examples/plot_random_slopes.py [output directory]   (needs skhlm[plot])
+Run: ``python examples/plot_random_slopes.py [output directory]`` (needs skhlm[plot])
 """
 
 import sys

@@ -1,7 +1,9 @@
-"""Quickstart: the seed article's three random intercept models of math achievement.
+"""
+Quickstart: the seed article's three random intercept models of math achievement
+================================================================================
 
 "A Basic Introduction to Hierarchical Linear Modeling" fits, with lme4, on PISA 2018
-(USA) students nested in schools:
+(USA) students nested in schools::
 
     RIM0: math ~ 1 + (1 | school)                       s2u 1524, s2e 6608, ICC 0.19
     RIM1: math ~ desk + escs + (1 | school)             desk 8.77
@@ -11,7 +13,7 @@ The PISA file cannot be downloaded here, so this runs on a simulated data set wi
 the same shape and population values (skhlm.datasets.make_pisa_like).  Each model is
 printed as lme4's summary prints it, then read off in words.
 
-Run:  python examples/quickstart.py
+Run: ``python examples/quickstart.py``
 """
 
 from skhlm import RandomInterceptRegressor, compare
