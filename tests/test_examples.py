@@ -4,6 +4,7 @@ import os
 import re
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -51,6 +52,10 @@ def test_quickstart():
     readme = (EXAMPLES.parent / "README.md").read_text()
     shown = re.search(r"```text\n(Linear mixed model fit by REML.*?)```", readme, re.S).group(1)
     assert shown in out
+    # So does the site's Getting started page, indented in a code-block.
+    page = (EXAMPLES.parent / "docs" / "getting_started.rst").read_text()
+    block = re.search(r"\.\. code-block:: text\n\n(.*?)\n\n(?=\S)", page, re.S).group(1)
+    assert textwrap.dedent(block) + "\n" in out
 
 
 @pytest.mark.parametrize("name, image", [("plot_caterpillar.py", "caterpillar.png"),
