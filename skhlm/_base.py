@@ -71,14 +71,33 @@ class GroupedRegressorMixin:
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
+            The features, as in ``predict``.
         y : array-like of shape (n_samples,)
+            The true responses.
         groups : array-like of shape (n_samples,), default=None
             Group labels, as in ``predict``.
         sample_weight : array-like of shape (n_samples,), default=None
+            Weights of the rows in the R^2 (as scikit-learn's ``r2_score``).
 
         Returns
         -------
         score : float
+            R^2 of the predictions: 1 is perfect, 0 is predicting the mean of y.
+
+        See Also
+        --------
+        predict : The predictions that are scored.
+
+        Examples
+        --------
+        >>> from skhlm import RandomInterceptRegressor
+        >>> from skhlm.datasets import make_multilevel_regression
+        >>> X, y, groups = make_multilevel_regression(n_groups=30, random_state=0)
+        >>> model = RandomInterceptRegressor().fit(X, y, groups=groups)
+        >>> round(model.score(X, y, groups=groups), 3)  # with the groups' intercepts
+        0.839
+        >>> round(model.score(X, y, groups=[-1] * len(y)), 3)  # as new groups: x'beta
+        0.79
         """
         return r2_score(y, self.predict(X, groups=groups), sample_weight=sample_weight)
 

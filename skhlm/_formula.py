@@ -153,6 +153,13 @@ def lmer(formula, data, *, REML=True, weights=None, **estimator_params):
     ImportError
         Without formulaic: ``pip install "skhlm[formula]"``.
 
+    See Also
+    --------
+    LmerModel : What lmer returns: the estimator, and the formula for new data.
+    RandomInterceptRegressor : The estimator of ``(1 | g)``.
+    LinearMixedRegressor : The estimator of ``(x | g)`` and ``(x || g)``.
+    FormulaTransformer : A formula's fixed part as a Pipeline step.
+
     Examples
     --------
     >>> import numpy as np, pandas as pd
@@ -247,6 +254,17 @@ class LmerModel:
     through: ``model.coef_`` is ``model.estimator_.coef_``.  ``skhlm.compare`` takes
     LmerModels, and they pickle.
 
+    Parameters
+    ----------
+    formula : str
+        The formula, as given to :func:`lmer`.
+    estimator : RandomInterceptRegressor or LinearMixedRegressor
+        The estimator lmer fitted.
+    model_spec : formulaic.ModelSpec
+        formulaic's specification of the fixed part.
+    group : str
+        The grouping column of the random-effects term.
+
     Attributes
     ----------
     formula : str
@@ -257,6 +275,21 @@ class LmerModel:
     model_spec_ : formulaic.ModelSpec
         formulaic's specification of the fixed part, with the levels of each factor
         seen in fit: it encodes new data for :meth:`predict`.
+
+    See Also
+    --------
+    lmer : Fits the model and makes the LmerModel.
+    skhlm.compare : Likelihood-ratio tests between LmerModels.
+
+    Examples
+    --------
+    >>> from skhlm import lmer
+    >>> from skhlm.datasets import make_pisa_like
+    >>> m = lmer("math ~ desk + escs + (1 | school)", make_pisa_like())
+    >>> m
+    LmerModel('math ~ desk + escs + (1 | school)', estimator_=RandomInterceptRegressor())
+    >>> m.coef_.round(1), {k: round(v) for k, v in m.variance_components_.items()}
+    (array([ 8.9, 24.1]), {'group': 1554, 'residual': 6196})
     """
 
     def __init__(self, formula, estimator, model_spec, group):
@@ -282,6 +315,32 @@ class LmerModel:
 
         Factors are encoded with the levels seen in fit (a level never seen in fit,
         or a missing column or value, is a ValueError that names it).
+
+        Parameters
+        ----------
+        data : DataFrame
+            The columns of the fixed part (a polars DataFrame or a dict of columns is
+            converted to pandas).
+
+        Returns
+        -------
+        X : DataFrame of shape (n_samples, n_features)
+            Float columns under lme4's names (``feature_names_in_``), with data's rows.
+
+        See Also
+        --------
+        FormulaTransformer : The same encoding as a Pipeline step.
+
+        Examples
+        --------
+        >>> import pandas as pd
+        >>> from skhlm import lmer
+        >>> from skhlm.datasets import make_pisa_like
+        >>> m = lmer("math ~ escs * C(desk) + (1 | school)", make_pisa_like())
+        >>> m.design(pd.DataFrame({"escs": [0.5, 1.0], "desk": [1, 0]}))
+           escs  C(desk)1  escs:C(desk)1
+        0   0.5       1.0            0.5
+        1   1.0       0.0            0.0
         """
         return encode(self.model_spec_, _as_frame(data, "LmerModel"))
 
@@ -302,7 +361,23 @@ class LmerModel:
         Returns
         -------
         y_pred : ndarray of shape (n_samples,)
-        y_std : ndarray of shape (n_samples,), only with ``return_std=True``
+            The predictions.
+        y_std : ndarray of shape (n_samples,)
+            The standard deviation of a new observation; only with ``return_std=True``.
+
+        See Also
+        --------
+        RandomInterceptRegressor.predict : The estimator's predict, which this calls.
+
+        Examples
+        --------
+        >>> import pandas as pd
+        >>> from skhlm import lmer
+        >>> from skhlm.datasets import make_pisa_like
+        >>> m = lmer("math ~ desk + escs + (1 | school)", make_pisa_like())
+        >>> new = pd.DataFrame({"school": ["S001", "S999"], "desk": [1, 1], "escs": [0.0, 0.0]})
+        >>> m.predict(new).round(1)  # a school seen in fit, a new one
+        array([535.4, 480.8])
         """
         data = _as_frame(data, "LmerModel.predict")
         X = self.design(data)
@@ -319,9 +394,27 @@ class LmerModel:
     def summary(self, **kwargs):
         """The estimator's summary (``level``, ``ddf``), printed with this formula.
 
+        Parameters
+        ----------
+        **kwargs
+            ``level`` and ``ddf``, passed to the estimator's ``summary``.
+
         Returns
         -------
-        Summary or SlopeSummary
+        :class:`~skhlm._summary.Summary` or :class:`~skhlm._slope_summary.SlopeSummary`
+            As the estimator's, with the formula as it was given.
+
+        See Also
+        --------
+        RandomInterceptRegressor.summary : What each number is.
+
+        Examples
+        --------
+        >>> from skhlm import lmer
+        >>> from skhlm.datasets import make_pisa_like
+        >>> s = lmer("math ~ desk + escs + (1 | school)", make_pisa_like()).summary()
+        >>> s.formula, s.n_groups
+        ('math ~ desk + escs + (1 | school)', 164)
         """
         summary = self.estimator_.summary(**kwargs)
         return dataclasses.replace(summary, formula=" ".join(self.formula.split()))

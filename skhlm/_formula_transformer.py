@@ -120,6 +120,19 @@ class FormulaTransformer(TransformerMixin, BaseEstimator):
         Returns
         -------
         self : FormulaTransformer
+            The fitted transformer.
+
+        See Also
+        --------
+        transform : The design of data by what fit learned.
+
+        Examples
+        --------
+        >>> import pandas as pd
+        >>> from skhlm import FormulaTransformer
+        >>> d = pd.DataFrame({"x": [1.0, 2.0, 3.0], "f": ["a", "b", "c"]})
+        >>> FormulaTransformer("~ x + f").fit(d).feature_names_out_.tolist()
+        ['x', 'fb', 'fc']
         """
         rhs = _fixed_formula(self.formula)
         data = self._frame(X)
@@ -167,6 +180,21 @@ class FormulaTransformer(TransformerMixin, BaseEstimator):
         X_out : pandas DataFrame of shape (n_samples, n_design_columns + n_passthrough)
             The design (float columns under lme4's names, no intercept) with X's
             index, followed by the passthrough columns as they are in X.
+
+        See Also
+        --------
+        LmerModel.design : The same encoding of a fitted lmer formula.
+
+        Examples
+        --------
+        >>> import pandas as pd
+        >>> from skhlm import FormulaTransformer
+        >>> d = pd.DataFrame({"x": [1.0, 2.0, 3.0], "f": ["a", "b", "c"], "g": [1, 1, 2]})
+        >>> step = FormulaTransformer("~ x + f", passthrough=["g"]).fit(d)
+        >>> step.transform(d.iloc[1:])  # the levels of fit: "a" is the baseline
+             x   fb   fc  g
+        1  2.0  1.0  0.0  1
+        2  3.0  0.0  1.0  2
         """
         check_is_fitted(self, "model_spec_")
         data = self._frame(X)
@@ -187,8 +215,21 @@ class FormulaTransformer(TransformerMixin, BaseEstimator):
 
         Returns
         -------
-        feature_names_out : ndarray of str
+        feature_names_out : ndarray of str of shape (n_design_columns + n_passthrough,)
             ``feature_names_out_`` followed by the passthrough columns.
+
+        See Also
+        --------
+        transform : Whose output's columns these are.
+
+        Examples
+        --------
+        >>> import pandas as pd
+        >>> from skhlm import FormulaTransformer
+        >>> d = pd.DataFrame({"x": [1.0, 2.0, 3.0], "f": ["a", "b", "a"], "g": [1, 1, 2]})
+        >>> step = FormulaTransformer("~ I(x ** 2) + x:f", passthrough=["g"]).fit(d)
+        >>> step.get_feature_names_out()
+        array(['I(x ** 2)', 'x:fa', 'x:fb', 'g'], dtype=object)
         """
         check_is_fitted(self, "model_spec_")
         return np.asarray([*self.feature_names_out_, *self.passthrough], dtype=object)

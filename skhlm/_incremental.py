@@ -38,6 +38,7 @@ class IncrementalFitMixin:
             The chunk's rows: the same features, in the same order, as the first
             chunk's.
         y : array-like of shape (n_samples,)
+            The chunk's responses.
         groups : array-like of shape (n_samples,), default=None
             The chunk's group labels (or use ``group_column``).  Every chunk has
             groups, or none does.
@@ -54,6 +55,25 @@ class IncrementalFitMixin:
         ValueError
             For a chunk that fails validation (NaN, other columns, ...): the model is
             then as it was before the call.
+
+        See Also
+        --------
+        fit : One fit on all the rows; ``fit`` also discards the chunks so far.
+        skhlm.fit_parquet : The chunks read from Parquet or CSV files.
+        skhlm.dask.fit : The sums computed on a dask cluster.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from skhlm import RandomInterceptRegressor
+        >>> from skhlm.datasets import make_multilevel_regression
+        >>> X, y, groups = make_multilevel_regression(n_groups=30, random_state=0)
+        >>> model = RandomInterceptRegressor()
+        >>> for rows in np.array_split(np.arange(len(y)), 3):  # groups span chunks
+        ...     model = model.partial_fit(X.iloc[rows], y.iloc[rows], groups=groups.iloc[rows])
+        >>> at_once = RandomInterceptRegressor().fit(X, y, groups=groups)
+        >>> bool(np.allclose(model.coef_, at_once.coef_, rtol=1e-8))
+        True
         """
         before = dict(vars(self))
         try:

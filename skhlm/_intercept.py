@@ -189,7 +189,7 @@ class RandomInterceptRegressor(IncrementalFitMixin, GroupedRegressorMixin, Regre
     log_likelihood_ : float
         The REML log-likelihood (``method="reml"``) or the ML one: lme4's
         ``logLik``.
-    log_likelihood_history_ : ndarray of shape (`n_iter_`,)
+    log_likelihood_history_ : ndarray of shape (``n_iter_``,)
         The log-likelihood after every iteration; EM never lets it decrease.
     aic_ : float
         ``-2 log_likelihood_ + 2 k`` with ``k`` = number of fixed effects + 2, as
@@ -198,16 +198,21 @@ class RandomInterceptRegressor(IncrementalFitMixin, GroupedRegressorMixin, Regre
         ``-2 log_likelihood_ + k log(n)``, as lme4's ``BIC``.
     n_features_in_ : int
         Number of features seen in fit.
-    feature_names_in_ : ndarray of shape (`n_features_in_`,)
+    feature_names_in_ : ndarray of shape (``n_features_in_``,)
         Names of the features seen in fit, when X is a DataFrame with string
         column names.
 
     See Also
     --------
-    sklearn.linear_model.LinearRegression : The same fixed part, no random effects.
+    LinearMixedRegressor : Random slopes too, lme4's ``(1 + x | g)``.
+    lmer : The same models from lme4's formula and a DataFrame.
+    MixedEffectsRegressor : Random intercepts around any scikit-learn regressor.
 
     Notes
     -----
+    Without random effects (s2u = 0, or no groups) the coefficients are those of
+    scikit-learn's `LinearRegression <https://scikit-learn.org/stable/modules/generated/sklearn.linear_model.LinearRegression.html>`__.
+
     The log-likelihoods, and so AIC and BIC, use lme4's constants and are
     comparable with R's numbers.  For a REML fit they are REML quantities, which
     are comparable only between models with the same fixed effects.
@@ -308,6 +313,20 @@ class RandomInterceptRegressor(IncrementalFitMixin, GroupedRegressorMixin, Regre
         -------
         self : RandomInterceptRegressor
             The fitted estimator.
+
+        See Also
+        --------
+        partial_fit : The same fit, from chunks of rows.
+        skhlm.fit_parquet : The same fit, from files too large for memory.
+
+        Examples
+        --------
+        >>> from skhlm import RandomInterceptRegressor
+        >>> from skhlm.datasets import make_multilevel_regression
+        >>> X, y, groups = make_multilevel_regression(n_groups=30, random_state=0)
+        >>> model = RandomInterceptRegressor().fit(X, y, groups=groups)
+        >>> model.converged_, model.coef_.round(2), round(model.icc_, 2)
+        (True, array([ 0.51, -0.91, -1.75]), 0.21)
         """
         return self._fit_or_nothing(X, y, groups, sample_weight)
 
@@ -353,6 +372,7 @@ class RandomInterceptRegressor(IncrementalFitMixin, GroupedRegressorMixin, Regre
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
+            The features, the columns of fit.
         groups : array-like of shape (n_samples,), default=None
             Group labels.  A group seen in fit gets ``x' beta + u_j`` (the BLUP);
             a new group gets the population-level ``x' beta`` (or an error, see
@@ -372,8 +392,24 @@ class RandomInterceptRegressor(IncrementalFitMixin, GroupedRegressorMixin, Regre
         Returns
         -------
         y_pred : ndarray of shape (n_samples,)
+            The predictions.
         y_std : ndarray of shape (n_samples,)
-            Only with ``return_std=True``.
+            The standard deviation of a new observation; only with ``return_std=True``.
+
+        See Also
+        --------
+        score : R^2 of these predictions.
+        skhlm.dask.predict : The same on a dask DataFrame, lazily.
+
+        Examples
+        --------
+        >>> from skhlm import RandomInterceptRegressor
+        >>> from skhlm.datasets import make_multilevel_regression
+        >>> X, y, groups = make_multilevel_regression(n_groups=30, random_state=0)
+        >>> model = RandomInterceptRegressor().fit(X, y, groups=groups)
+        >>> y_pred, y_std = model.predict(X[:2], groups=[0, 99], return_std=True)
+        >>> y_pred.round(2), y_std.round(2)  # group 0 was seen in fit, 99 was not
+        (array([ 0.53, -0.15]), array([0.95, 1.05]))
         """
         self._check_fitted_for_predict()
         X, groups = self._validate_for_predict(X, groups, check_finite=False)
@@ -408,7 +444,7 @@ class RandomInterceptRegressor(IncrementalFitMixin, GroupedRegressorMixin, Regre
 
         Returns
         -------
-        Summary
+        :class:`~skhlm._summary.Summary`
             Attributes ``fixed_effects``, ``random_effects``, ``icc``,
             ``icc_interval``, ``confint``, ``group_variance_test``,
             ``group_intercepts``, ``log_likelihood``, ``aic``, ``bic``,
@@ -416,6 +452,25 @@ class RandomInterceptRegressor(IncrementalFitMixin, GroupedRegressorMixin, Regre
             ``singular``, ``converged``, ``n_iter``; ``print`` shows the block.
             ``confint`` and ``group_intercepts``, which the block does not show, are
             computed on first access (as lme4's ``confint``), then kept.
+
+        See Also
+        --------
+        skhlm.compare : Likelihood-ratio tests between nested models.
+
+        Examples
+        --------
+        >>> from skhlm import RandomInterceptRegressor
+        >>> from skhlm.datasets import make_multilevel_regression
+        >>> X, y, groups = make_multilevel_regression(n_groups=30, random_state=0)
+        >>> s = RandomInterceptRegressor().fit(X, y, groups=groups).summary()
+        >>> s.fixed_effects[["estimate", "std_error", "p_value"]].round(3)
+                     estimate  std_error  p_value
+        (Intercept)     0.108      0.097    0.272
+        x1              0.507      0.039    0.000
+        x2             -0.911      0.040    0.000
+        z1             -1.754      0.098    0.000
+        >>> s.group_variance_test["p_value"] < 0.05  # is the multilevel model needed?
+        True
         """
         self._check_fitted_for_predict()
         check_is_fitted(self)

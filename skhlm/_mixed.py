@@ -206,16 +206,18 @@ class MixedEffectsRegressor(MetaEstimatorMixin, GroupedRegressorMixin, Regressor
         Whether the rounds stopped before ``max_iter``: the intercepts moved by less
         than ``tol`` of their spread, or (from the third round) by no less than in
         the round before, the floor of a learner that changes with every refit.
-    log_likelihood_history_ : ndarray of shape (`n_iter_`,)
+    log_likelihood_history_ : ndarray of shape (``n_iter_``,)
         The ML log-likelihood of each round's residual model: the objective, per
         round.
     n_features_in_ : int
-    feature_names_in_ : ndarray of shape (`n_features_in_`,)
+        Number of features seen in fit.
+    feature_names_in_ : ndarray of shape (``n_features_in_``,)
         When X is a DataFrame with string column names.
 
     See Also
     --------
     RandomInterceptRegressor : The linear model, with REML, inference and summary.
+    LinearMixedRegressor : A linear fixed part with random slopes.
 
     Notes
     -----
@@ -236,7 +238,7 @@ class MixedEffectsRegressor(MetaEstimatorMixin, GroupedRegressorMixin, Regressor
     Examples
     --------
     >>> import numpy as np
-    >>> from sklearn.ensemble import HistGradientBoostingRegressor
+    >>> from sklearn.ensemble import RandomForestRegressor
     >>> from skhlm import MixedEffectsRegressor, RandomInterceptRegressor
     >>> rng = np.random.default_rng(0)
     >>> groups = np.repeat(np.arange(50), 20)
@@ -254,12 +256,12 @@ class MixedEffectsRegressor(MetaEstimatorMixin, GroupedRegressorMixin, Regressor
     >>> model.predict(X[:2], groups=[0, 99]).round(2)  # a seen group, a new one
     array([0.8 , 0.44])
 
-    Gradient boosting (with early stopping), with cross-fitted residuals:
+    A random forest (or gradient boosting, any regressor), with cross-fitted residuals:
 
-    >>> boosting = HistGradientBoostingRegressor(early_stopping=True, random_state=0)
-    >>> boosted = MixedEffectsRegressor(boosting, random_state=0).fit(X, y, groups=groups)
-    >>> {k: round(v, 2) for k, v in boosted.variance_components_.items()}
-    {'group': 1.07, 'residual': 1.06}
+    >>> forest = RandomForestRegressor(n_estimators=20, min_samples_leaf=5, random_state=0)
+    >>> forested = MixedEffectsRegressor(forest, random_state=0).fit(X, y, groups=groups)
+    >>> {k: round(v, 2) for k, v in forested.variance_components_.items()}
+    {'group': 1.09, 'residual': 1.04}
     """
 
     _parameter_constraints = {
@@ -315,6 +317,7 @@ class MixedEffectsRegressor(MetaEstimatorMixin, GroupedRegressorMixin, Regressor
         X : array-like of shape (n_samples, n_features)
             Whatever the learner accepts (a DataFrame keeps its dtypes).
         y : array-like of shape (n_samples,)
+            Response.
         groups : array-like of shape (n_samples,), default=None
             Cluster label of each row.  Without groups the model is the learner
             alone, with a warning.
@@ -322,6 +325,24 @@ class MixedEffectsRegressor(MetaEstimatorMixin, GroupedRegressorMixin, Regressor
         Returns
         -------
         self : MixedEffectsRegressor
+            The fitted estimator.
+
+        See Also
+        --------
+        RandomInterceptRegressor.fit : The linear model's fit, by EM.
+
+        Examples
+        --------
+        >>> from sklearn.tree import DecisionTreeRegressor
+        >>> from skhlm import MixedEffectsRegressor
+        >>> from skhlm.datasets import make_multilevel_regression
+        >>> X, y, groups = make_multilevel_regression(n_groups=30, n_level2=0, random_state=0)
+        >>> tree = DecisionTreeRegressor(min_samples_leaf=10, random_state=0)
+        >>> model = MixedEffectsRegressor(tree, random_state=0).fit(X, y, groups=groups)
+        >>> model.converged_, model.n_iter_  # rounds of learner and random intercepts
+        (True, 4)
+        >>> {k: round(v, 2) for k, v in model.variance_components_.items()}  # true: 0.2, 0.8
+        {'group': 0.25, 'residual': 0.88}
         """
         return self._fit_or_nothing(X, y, groups)
 
@@ -421,6 +442,7 @@ class MixedEffectsRegressor(MetaEstimatorMixin, GroupedRegressorMixin, Regressor
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
+            Whatever the learner accepts, with the columns of fit.
         groups : array-like of shape (n_samples,), default=None
             Group labels: a group seen in fit adds its intercept, a new one adds
             nothing (or raises, see ``unseen_groups``).
@@ -430,6 +452,20 @@ class MixedEffectsRegressor(MetaEstimatorMixin, GroupedRegressorMixin, Regressor
         Returns
         -------
         y_pred : ndarray of shape (n_samples,)
+            The predictions.
+
+        See Also
+        --------
+        score : R^2 of these predictions.
+
+        Examples
+        --------
+        >>> from skhlm import MixedEffectsRegressor
+        >>> from skhlm.datasets import make_multilevel_regression
+        >>> X, y, groups = make_multilevel_regression(n_groups=30, random_state=0)
+        >>> model = MixedEffectsRegressor().fit(X, y, groups=groups)
+        >>> model.predict(X[:2], groups=[0, 99]).round(2)  # a seen group, a new one
+        array([ 0.53, -0.15])
         """
         check_is_fitted(self)
         X, groups = self._take_groups(X, groups)

@@ -24,12 +24,95 @@ from .inference import vcov
 class SlopeSummary:
     """What ``LinearMixedRegressor.summary()`` reports; ``print`` shows lme4's layout.
 
-    ``fixed_effects``: estimate, std_error, df, t_value, p_value and the t interval
-    (ci_lower, ci_upper) of each coefficient.  ``random_effects``: the variance and
-    standard deviation of each random effect and of the residual.  ``correlations``:
-    the (q, q) correlation matrix of the random effects (NaN where a variance is 0).
-    ``confint``: profile-likelihood intervals of the sds, correlations and sigma,
-    computed on first access (seconds on small data).
+    The summary of a model with random slopes (and of an LmerModel with ``(x | g)``
+    or ``(x || g)``).  Its attributes are the numbers, to read; it is not made by
+    hand.
+
+    Parameters
+    ----------
+    method, ddf, level, formula, fixed_effects, random_effects, correlations, \
+diagonal, log_likelihood, aic, bic, criterion, n_obs, n_groups, group_name, \
+n_params, singular, converged, n_iter, residual_quantiles, _fit : object
+        The attributes below, which ``summary()`` computes and passes.
+
+    Attributes
+    ----------
+    method : {"reml", "ml"}
+        How the model was fitted.
+    ddf : {"satterthwaite", "residual", "asymptotic"}
+        How ``fixed_effects`` got its degrees of freedom.
+    level : float
+        Confidence level of the intervals.
+    formula : str
+        The model in lme4's notation, for the printed header.
+    fixed_effects : DataFrame of shape (n_coefficients, 7)
+        Rows "(Intercept)" (when fitted) then the features; columns ``estimate``,
+        ``std_error``, ``df``, ``t_value``, ``p_value``, ``ci_lower``, ``ci_upper``
+        (t intervals at ``df``).
+    random_effects : DataFrame of shape (q + 1, 2)
+        Rows "(Intercept)", each random slope, "Residual"; columns ``variance`` and
+        ``std_dev``.
+    correlations : DataFrame of shape (q, q)
+        The correlation matrix of the random effects (NaN where a variance is 0).
+    diagonal : bool
+        Whether the covariance is diagonal (``covariance="diagonal"``, ``||``).
+    log_likelihood, aic, bic : float
+        As the estimator's ``log_likelihood_``, ``aic_``, ``bic_``.
+    criterion : float
+        -2 log-likelihood: the REML criterion of a REML fit, the deviance of an ML
+        fit (also as ``reml_criterion`` and ``deviance``, None for the other).
+    n_obs, n_groups, n_params, n_iter : int
+        Rows, groups, estimated parameters (lme4's npar), iterations.
+    group_name : str
+        The grouping factor's name, as printed.
+    singular, converged : bool
+        As the estimator's ``singular_`` and ``converged_``.
+    residual_quantiles : ndarray of shape (5,) or None
+        Min, Q1, median, Q3, max of the scaled conditional residuals; None when
+        the fit did not compute them.
+    confint : DataFrame
+        Profile-likelihood intervals (columns ``lower``, ``upper``) of the standard
+        deviations, correlations and sigma, as lme4's ``confint(method="profile")``:
+        computed on first access (seconds on small data), then kept.
+
+    See Also
+    --------
+    skhlm.LinearMixedRegressor.summary : Makes it.
+    skhlm._summary.Summary : The summary of a random intercept model.
+
+    Examples
+    --------
+    >>> from skhlm import LinearMixedRegressor
+    >>> from skhlm.datasets import make_longitudinal
+    >>> X, y, subject = make_longitudinal(random_state=0)
+    >>> s = LinearMixedRegressor(random_slopes=["time"]).fit(X, y, groups=subject).summary()
+    >>> print(s)
+    Linear mixed model fit by REML. t-tests use Satterthwaite's method
+    Formula: y ~ time + (1 + time | subject)
+    <BLANKLINE>
+    REML criterion at convergence: 1734.0
+    <BLANKLINE>
+    Scaled residuals:
+        Min      1Q  Median      3Q     Max
+    -2.9541 -0.5895  0.0762  0.7173  2.1523
+    <BLANKLINE>
+    Random effects:
+     Groups   Name        Variance Std.Dev. Corr
+     subject  (Intercept) 545.19   23.349
+              time         30.90    5.559   -0.06
+     Residual             630.56   25.111
+    Number of obs: 180, groups:  subject, 18
+    <BLANKLINE>
+    Fixed effects:
+                Estimate Std. Error     df t value Pr(>|t|)
+    (Intercept)  250.053      6.511 17.000  38.406  < 2e-16 ***
+    time          12.315      1.463 17.000   8.415 1.82e-07 ***
+    ---
+    Signif. codes:  0 '***' 0.001 '**' 0.01 '*' 0.05 '.' 0.1 ' ' 1
+    >>> s.correlations.round(2)
+                 (Intercept)  time
+    (Intercept)         1.00 -0.06
+    time               -0.06  1.00
     """
 
     method: str
@@ -67,10 +150,12 @@ class SlopeSummary:
 
     @property
     def reml_criterion(self):
+        """``criterion`` of a REML fit; None for ML."""
         return self.criterion if self.method == "reml" else None
 
     @property
     def deviance(self):
+        """``criterion`` of an ML fit; None for REML."""
         return self.criterion if self.method == "ml" else None
 
     def __str__(self):

@@ -29,10 +29,10 @@ class LinearMixedRegressor(IncrementalFitMixin, GroupedRegressorMixin, Regressor
     and the ``random_slopes`` columns of row i, ``b_j ~ N(0, Sigma)`` (q x q) and
     ``e_ij ~ N(0, s2e)``: lme4's ``lmer(y ~ x + (1 + x | g))``.  The fit makes one
     pass over the rows for the sufficient statistics (per group Z'Z, Z'X and Z'y),
-    then runs EM (SQUAREM-accelerated) on them and polishes lme4's profiled criterion
-    by quasi-Newton steps with its analytic gradient; nothing after the pass is
-    O(n), and nothing loops over the groups in Python.  With no random slopes the
-    model is RandomInterceptRegressor's, fitted by its engine.
+    then takes one SQUAREM-accelerated EM cycle on them from lme4's start and
+    polishes lme4's profiled criterion by quasi-Newton steps with its analytic
+    gradient; nothing after the pass is O(n), nothing loops over groups in Python.
+    With no random slopes the model is RandomInterceptRegressor's, by its engine.
 
     Parameters
     ----------
@@ -40,66 +40,75 @@ class LinearMixedRegressor(IncrementalFitMixin, GroupedRegressorMixin, Regressor
         The features whose coefficients vary by group: column names of a DataFrame
         X, or positions.  Each is also a fixed effect, as in lme4.
     covariance : {"unstructured", "diagonal"}, default="unstructured"
-        The covariance of the random effects: a full q x q matrix (lme4's
-        ``(1 + x | g)``), or independent effects (``(1 + x || g)``), the usual cure
-        for a singular fit.
+        The random effects' covariance: a full q x q matrix (lme4's ``(1 + x | g)``)
+        or independent effects (``(1 + x || g)``, the usual cure for a singular fit).
     method : {"reml", "ml"}, default="reml"
+        Restricted maximum likelihood (lme4's default) or maximum likelihood.
     fit_intercept : bool, default=True
-        Whether the fixed part has an intercept (the random intercept is always
-        there).
+        Whether the fixed part has an intercept; the random intercept is always there.
     group_column : str or int, default=None
         See RandomInterceptRegressor.
     unseen_groups : {"population", "error"}, default="population"
         See RandomInterceptRegressor.
     max_iter : int, default=200
-        The most EM cycles and, times 10, the most quasi-Newton steps.
+        With random slopes, at most ``10 * max_iter`` quasi-Newton steps after the
+        one EM cycle; without, the random intercept model's most EM iterations.
     tol : float, default=1e-10
-        The random intercept model's EM tolerance (``random_slopes=()``).
+        The random intercept model's EM tolerance (``random_slopes=()``); with
+        random slopes the polish stops when the criterion's gradient is 0.
     verbose : int, default=0
+        Print the random intercept model's EM iterations (``random_slopes=()``).
 
     Attributes
     ----------
     coef_ : ndarray of shape (n_features,)
+        Fixed-effect coefficients (beta), in the units of X and y.
     intercept_ : float
+        Fixed intercept; 0.0 when ``fit_intercept=False``.
     variance_components_ : dict
-        ``{"group": Sigma (q, q) ndarray, "residual": s2e}``.
+        ``{"group": Sigma, "residual": s2e}``: Sigma, of shape (q, q), the random
+        effects' covariance, ``q = 1 + len(random_slopes)``.
     random_effect_names_ : list of str
         ``["Intercept", *slopes]``: the order of Sigma's rows and of the effects.
     groups_ : ndarray of shape (n_groups,)
+        The group labels seen in fit, sorted as in RandomInterceptRegressor.
     random_effects_ : ndarray of shape (n_groups, q)
         The BLUPs (lme4's ``ranef``), aligned with ``groups_``.
     random_effects_var_ : ndarray of shape (n_groups, q, q)
         Their conditional covariances (lme4's ``condVar``).
     log_likelihood_ : float
         The maximized log-likelihood (ML) or REML criterion's log-likelihood.
-    log_likelihood_history_ : ndarray
+    log_likelihood_history_ : ndarray of shape (3,)
+        At lme4's start, after the EM cycle and after the polish (without random
+        slopes: RandomInterceptRegressor's, of shape (``n_iter_``,)).
     aic_, bic_ : float
+        lme4's ``AIC`` and ``BIC``.
     n_iter_ : int
+        The EM cycle and the quasi-Newton steps (without slopes: EM iterations).
     converged_ : bool
+        Whether the criterion's gradient reached 0 (or the fit is singular).
     singular_ : bool
-        lme4's isSingular: a relative standard deviation (a diagonal entry of lme4's
-        Lambda) below 1e-4, which is a variance at 0 or a correlation at +-1.
+        lme4's isSingular: a relative standard deviation (a diagonal entry of
+        Lambda) below 1e-4: a variance at 0 or a correlation at +-1.
     n_features_in_ : int
-    feature_names_in_ : ndarray of shape (`n_features_in_`,)
+        Number of features seen in fit.
+    feature_names_in_ : ndarray of shape (``n_features_in_``,)
+        Names of the features seen in fit, when X is a DataFrame with string names.
 
     See Also
     --------
-    RandomInterceptRegressor : The random intercept model, with summary and inference.
+    RandomInterceptRegressor : The random intercept model, with more inference.
+    lmer : The same model from ``lmer("y ~ x + (x | g)", data)``.
+    skhlm.plotting.plot_random_effects : A caterpillar panel per random effect.
 
     Examples
     --------
-    >>> import numpy as np
     >>> from skhlm import LinearMixedRegressor
-    >>> rng = np.random.default_rng(0)
-    >>> groups = np.repeat(np.arange(30), 10)
-    >>> days = np.tile(np.arange(10.0), 30)
-    >>> b = rng.multivariate_normal([0, 0], [[600, 10], [10, 35]], size=30)
-    >>> y = 250 + 10 * days + b[groups, 0] + b[groups, 1] * days + rng.normal(0, 25, 300)
-    >>> model = LinearMixedRegressor(random_slopes=[0]).fit(days[:, None], y, groups=groups)
-    >>> model.random_effect_names_
-    ['Intercept', 'x0']
-    >>> model.variance_components_["group"].shape, model.random_effects_.shape
-    ((2, 2), (30, 2))
+    >>> from skhlm.datasets import make_longitudinal
+    >>> X, y, subject = make_longitudinal(random_state=0)  # lme4's sleepstudy design
+    >>> model = LinearMixedRegressor(random_slopes=["time"]).fit(X, y, groups=subject)
+    >>> model.random_effect_names_, model.random_effects_.shape
+    (['Intercept', 'time'], (18, 2))
     """
 
     _parameter_constraints = {
@@ -149,17 +158,32 @@ class LinearMixedRegressor(IncrementalFitMixin, GroupedRegressorMixin, Regressor
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
+            The features, random slopes among them; no intercept column.
         y : array-like of shape (n_samples,)
+            Response.
         groups : array-like of shape (n_samples,), default=None
             Cluster label of each row (or use ``group_column``).
         sample_weight : array-like of shape (n_samples,), default=None
-            Precision weights, lme4's ``weights``: ``Var(e_i) = s2e / w_i``.  Scaling
-            all weights changes only s2e; a row of weight 0 is dropped.  Not
-            frequency weights, nor survey weights.
+            Precision weights, lme4's ``weights``: ``Var(e_i) = s2e / w_i``, as in
+            RandomInterceptRegressor's ``fit``.
 
         Returns
         -------
         self : LinearMixedRegressor
+            The fitted estimator.
+
+        See Also
+        --------
+        partial_fit : The same fit, from chunks of rows.
+
+        Examples
+        --------
+        >>> from skhlm import LinearMixedRegressor
+        >>> from skhlm.datasets import make_longitudinal
+        >>> X, y, subject = make_longitudinal(random_state=0)  # true slope 10.5
+        >>> model = LinearMixedRegressor(random_slopes=["time"]).fit(X, y, groups=subject)
+        >>> round(model.intercept_, 1), model.coef_.round(2)
+        (250.1, array([12.31]))
         """
         return self._fit_or_nothing(X, y, groups, sample_weight)
 
@@ -362,19 +386,40 @@ class LinearMixedRegressor(IncrementalFitMixin, GroupedRegressorMixin, Regressor
     def summary(self, *, level=0.95, ddf="satterthwaite"):
         """Tables and tests of the fit, printed in lme4's layout.
 
-        Fixed effects with standard errors (lme4's ``vcov``), lmerTest's
-        Satterthwaite df and t tests, and t intervals; the random effects' variances,
-        standard deviations and correlations.  Without random slopes it is
-        RandomInterceptRegressor's summary.
+        Fixed effects with standard errors (lme4's ``vcov``), lmerTest's Satterthwaite
+        df, t tests and t intervals; the random effects' variances, standard deviations
+        and correlations.  Without random slopes, RandomInterceptRegressor's summary.
 
         Parameters
         ----------
         level : float, default=0.95
+            Confidence level of the intervals.
         ddf : {"satterthwaite", "residual", "asymptotic"}, default="satterthwaite"
+            Denominator degrees of freedom of the t tests: Satterthwaite's, n - p,
+            or none (z tests).
 
         Returns
         -------
-        SlopeSummary or Summary
+        :class:`~skhlm._slope_summary.SlopeSummary` or :class:`~skhlm._summary.Summary`
+            The tables as attributes, lme4's layout in print; without slopes, a Summary.
+
+        See Also
+        --------
+        skhlm.compare : Likelihood-ratio tests, e.g. of a random slope.
+
+        Examples
+        --------
+        >>> from skhlm import LinearMixedRegressor
+        >>> from skhlm.datasets import make_longitudinal
+        >>> X, y, subject = make_longitudinal(random_state=0)
+        >>> s = LinearMixedRegressor(random_slopes=["time"]).fit(X, y, groups=subject).summary()
+        >>> s.random_effects.round(1)
+                     variance  std_dev
+        (Intercept)     545.2     23.3
+        time             30.9      5.6
+        Residual        630.6     25.1
+        >>> float(s.correlations.loc["(Intercept)", "time"].round(2))
+        -0.06
         """
         self._check_fitted_for_predict()
         check_is_fitted(self)
@@ -393,6 +438,7 @@ class LinearMixedRegressor(IncrementalFitMixin, GroupedRegressorMixin, Regressor
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
+            The features, the columns of fit.
         groups : array-like of shape (n_samples,), default=None
             A group seen in fit gets ``x' beta + z' b_j``; a new group ``x' beta``.
         return_std : bool, default=False
@@ -405,7 +451,22 @@ class LinearMixedRegressor(IncrementalFitMixin, GroupedRegressorMixin, Regressor
         Returns
         -------
         y_pred : ndarray of shape (n_samples,)
-        y_std : ndarray of shape (n_samples,), only with ``return_std=True``
+            The predictions.
+        y_std : ndarray of shape (n_samples,)
+            The standard deviation of a new observation; only with ``return_std=True``.
+
+        See Also
+        --------
+        score : R^2 of these predictions.
+
+        Examples
+        --------
+        >>> from skhlm import LinearMixedRegressor
+        >>> from skhlm.datasets import make_longitudinal
+        >>> X, y, subject = make_longitudinal(random_state=0)
+        >>> model = LinearMixedRegressor(random_slopes=["time"]).fit(X, y, groups=subject)
+        >>> model.predict(X.iloc[[9, 9]], groups=[0, 99]).round(1)  # day 9: subject 0; new
+        array([360.1, 360.9])
         """
         self._check_fitted_for_predict()
         X, groups = self._validate_for_predict(X, groups, check_finite=False)

@@ -20,7 +20,7 @@ def fit_parquet(model, paths, *, target, columns, group=None, weight=None, batch
 
     Parameters
     ----------
-    model : RandomInterceptRegressor
+    model : RandomInterceptRegressor or LinearMixedRegressor
         The estimator to fit, in place, as ``fit`` would (earlier fits and chunks are
         discarded).  Its parameters (``method``, ``fit_intercept``, ...) apply.
     paths : str, Path or sequence of them
@@ -55,6 +55,11 @@ def fit_parquet(model, paths, *, target, columns, group=None, weight=None, batch
         identify the model.  The model is then as it was before the call.
     ImportError
         Without pyarrow: ``pip install pyarrow``.
+
+    See Also
+    --------
+    RandomInterceptRegressor.partial_fit : The same sums, from chunks you pass.
+    skhlm.dask.fit : The same sums, computed on a dask cluster.
 
     Examples
     --------

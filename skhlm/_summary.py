@@ -34,38 +34,55 @@ _RANDOM_COLUMNS = pd.Index(["variance", "std_dev"])
 
 @dataclass(frozen=True, repr=False)
 class Summary:
-    """Summary of a fitted RandomInterceptRegressor, laid out like lme4's.
+    """Summary of a fitted random intercept model, laid out like lme4's.
+
+    What ``summary()`` of RandomInterceptRegressor, of LmerModel and of
+    LinearMixedRegressor without random slopes returns; ``print`` shows lme4's
+    block.  Its attributes are the numbers, to read; it is not made by hand.
+
+    Parameters
+    ----------
+    method, ddf, level, formula, fixed_effects, random_effects, icc, icc_interval, \
+log_likelihood, aic, bic, deviance, reml_criterion, n_obs, n_groups, group_name, \
+n_params, singular, converged, n_iter, residual_quantiles, group_variance_test, \
+_result : object
+        The attributes below, which ``summary()`` computes and passes.
 
     Attributes
     ----------
     method : {"reml", "ml"}
+        How the model was fitted.
     ddf : {"satterthwaite", "residual", "asymptotic"}
         How ``fixed_effects`` got its degrees of freedom.
     level : float
         Confidence level of the intervals.
     formula : str
         The model in lme4's notation, for the printed header.
-    fixed_effects : DataFrame
+    fixed_effects : DataFrame of shape (n_coefficients, 7)
         Rows "(Intercept)" (when fitted) then the features; columns ``estimate``,
         ``std_error``, ``df``, ``t_value``, ``p_value``, ``ci_lower``, ``ci_upper``
         (Wald intervals with the t quantile at ``df``; normal when ``df`` is inf).
-    random_effects : DataFrame
+    random_effects : DataFrame of shape (2, 2)
         Rows "Groups" and "Residual", columns ``variance`` and ``std_dev``.
     icc : float
+        Intraclass correlation ``s2u / (s2u + s2e)``.
     icc_interval : tuple of float
         Profile-likelihood interval of the ICC at ``level``.
     log_likelihood, aic, bic : float
+        As the estimator's ``log_likelihood_``, ``aic_``, ``bic_``.
     deviance : float or None
         -2 log-likelihood of an ML fit (None for REML).
     reml_criterion : float or None
         -2 REML log-likelihood of a REML fit (None for ML).
     n_obs, n_groups, n_iter : int
+        Rows, groups (0 without groups) and EM iterations of the fit.
     group_name : str
         The grouping factor's name, as printed: the name of the groups Series or
         of the ``group_column``, else "group".
     n_params : int
         Estimated parameters, fixed effects and variances: lme4's npar.
     singular, converged : bool
+        As the estimator's ``singular_`` and ``converged_``.
     residual_quantiles : ndarray of shape (5,) or None
         Min, Q1, median, Q3, max of the scaled conditional residuals; None when
         the fit did not compute them (they need the rows a second time).
@@ -86,6 +103,11 @@ class Summary:
         fitted without groups.  Computed lazily, on first access (a table of one
         row per group, not printed), then kept.
 
+    See Also
+    --------
+    skhlm.RandomInterceptRegressor.summary : Makes it.
+    skhlm._slope_summary.SlopeSummary : The summary of a model with random slopes.
+
     Notes
     -----
     The lazy attributes are computed from the fit result the summary was made from
@@ -94,6 +116,44 @@ class Summary:
     ``print`` never needs them.  Once computed they are stored on the instance, so a
     copy or a pickle made afterwards carries them, and one made before computes
     them the same way.
+
+    Examples
+    --------
+    >>> from skhlm import RandomInterceptRegressor
+    >>> from skhlm.datasets import make_multilevel_regression
+    >>> X, y, g = make_multilevel_regression(n_groups=30, n_level1=1, n_level2=0, random_state=0)
+    >>> s = RandomInterceptRegressor().fit(X, y, groups=g).summary()
+    >>> print(s)
+    Linear mixed model fit by REML. t-tests use Satterthwaite's method
+    Formula: y ~ x1 + (1 | group)
+    <BLANKLINE>
+    REML criterion at convergence: 1585.9
+    <BLANKLINE>
+    Scaled residuals:
+        Min      1Q  Median      3Q     Max
+    -3.2738 -0.6867  0.0262  0.6127  3.0895
+    <BLANKLINE>
+    Random effects:
+     Groups   Name        Variance Std.Dev.
+     group    (Intercept) 0.2836   0.5325
+     Residual             0.7317   0.8554
+    Number of obs: 600, groups:  group, 30
+    <BLANKLINE>
+    Fixed effects:
+                Estimate Std. Error      df t value Pr(>|t|)
+    (Intercept) -0.00425    0.10331  29.003  -0.041    0.967
+    x1           0.54252    0.03526 574.540  15.388  < 2e-16 ***
+    ---
+    Signif. codes:  0 '***' 0.001 '**' 0.01 '*' 0.05 '.' 0.1 ' ' 1
+    <BLANKLINE>
+    ICC: 0.2793, 95% profile-likelihood interval [0.1791, 0.4208]
+    LRT of s2u = 0: chi2 = 127.9, p < 2e-16 (50:50 mixture of chi2(0) and chi2(1))
+    >>> s.confint.round(3)  # profile-likelihood intervals: SDs, then fixed effects
+                 lower  upper
+    Groups       0.397  0.708
+    Residual     0.807  0.907
+    (Intercept) -0.210  0.201
+    x1           0.473  0.612
     """
 
     method: str

@@ -68,6 +68,25 @@ def fit(model, X, y, groups=None, sample_weight=None, *, split_every=None, split
     ValueError
         For bad values in a partition (named, with its number), missing columns, or
         data that cannot identify the model; the model is then as it was.
+
+    See Also
+    --------
+    predict : Lazy predictions on a dask DataFrame.
+    skhlm.fit_parquet : The same fit from files, on one machine.
+
+    Examples
+    --------
+    >>> import dask.dataframe as dd
+    >>> import numpy as np
+    >>> import skhlm.dask
+    >>> from skhlm import RandomInterceptRegressor
+    >>> from skhlm.datasets import make_multilevel_regression
+    >>> X, y, groups = make_multilevel_regression(n_groups=30, random_state=0)
+    >>> ddf = dd.from_pandas(X.assign(y=y, school=groups), npartitions=3)
+    >>> model = skhlm.dask.fit(RandomInterceptRegressor(), ddf, y="y", groups="school")
+    >>> in_memory = RandomInterceptRegressor().fit(X, y, groups=groups)
+    >>> bool(np.allclose(model.coef_, in_memory.coef_, rtol=1e-8))
+    True
     """
     if not hasattr(model, "_fit_and_publish") or not hasattr(model, "_forget_chunks"):
         raise TypeError(
@@ -285,6 +304,7 @@ def predict(model, X, groups=None, *, population=False):
     Parameters
     ----------
     model : fitted RandomInterceptRegressor (or any skhlm estimator)
+        The model, sent to the workers with each partition's task.
     X : dask DataFrame
         The features, and the group column when ``groups`` names one.
     groups : str, default=None
@@ -297,6 +317,24 @@ def predict(model, X, groups=None, *, population=False):
     dask Series
         Computed only when asked (``.compute()``, ``.to_parquet()``): scoring a
         billion rows never gathers them.
+
+    See Also
+    --------
+    fit : The fit on a dask DataFrame.
+    skhlm.RandomInterceptRegressor.predict : What each partition runs.
+
+    Examples
+    --------
+    >>> import dask.dataframe as dd
+    >>> import skhlm.dask
+    >>> from skhlm import RandomInterceptRegressor
+    >>> from skhlm.datasets import make_multilevel_regression
+    >>> X, y, groups = make_multilevel_regression(n_groups=30, random_state=0)
+    >>> model = RandomInterceptRegressor().fit(X, y, groups=groups)
+    >>> ddf = dd.from_pandas(X.assign(school=groups), npartitions=3)
+    >>> lazy = skhlm.dask.predict(model, ddf, groups="school")
+    >>> bool((lazy.compute().to_numpy() == model.predict(X, groups=groups)).all())
+    True
     """
     dd = _dask()
     if not isinstance(X, dd.DataFrame):

@@ -163,13 +163,19 @@ def make_multilevel_regression(
     -------
     X : DataFrame of shape (n_samples, n_level1 + n_level2)
         Columns ``x1, ..., z1, ...``: the level-1 columns, then the level-2 ones.
-    y : Series of shape (n_samples,), named "y"
-    groups : Series of shape (n_samples,), named "group"
-        Group of each row, integers ``0, ..., n_groups - 1``.
+    y : Series of shape (n_samples,)
+        The response, named "y".
+    groups : Series of shape (n_samples,)
+        Group of each row, integers ``0, ..., n_groups - 1``, named "group".
     params : dict
         Only with ``return_params=True``: ``"intercept"``, ``"coef"`` (a Series
         indexed by column), ``"variance_components"`` (``{"group": s2u,
         "residual": s2e}``) and ``"random_effects"`` (the u_j, shape (n_groups,)).
+
+    See Also
+    --------
+    make_longitudinal : Repeated measures with random slopes.
+    make_pisa_like : Students in schools, like the PISA analysis of lme4's fits.
 
     Notes
     -----
@@ -298,6 +304,11 @@ def make_pisa_like(n_schools=164, *, random_state=2018, return_params=False):
         and ``"random_effects"`` of the full model, and the RIM0 variance
         components they imply, ``"marginal_variance_components"``.
 
+    See Also
+    --------
+    make_multilevel_regression : Grouped rows of any design, for any ICC.
+    skhlm.lmer : Fits the seed's models, e.g. ``"math ~ desk + escs + (1 | school)"``.
+
     Notes
     -----
     The model is ``math = b0 + b1 desk + b2 escs + b3 stratio + u_j + e_ij``.  The
@@ -386,6 +397,7 @@ def make_longitudinal(
     Parameters
     ----------
     n_subjects : int, default=18
+        Number of subjects (groups).
     n_times : int, default=10
         Measurements per subject (before ``missing``), at times 0 to n_times - 1.
     intercept, slope : float
@@ -394,22 +406,32 @@ def make_longitudinal(
         The covariance of each subject's (intercept, slope) deviations; symmetric
         positive semi-definite.
     residual_variance : float
+        The variance of e_tj.
     missing : float in [0, 1), default=0.0
-        Share of the measurements dropped at random (an unbalanced design); every
-        subject keeps two at least.
+        Probability that a measurement at time 2 or later is dropped, at random (an
+        unbalanced design); times 0 and 1 are always kept.
     return_params : bool, default=False
         Also return the true parameters.
     random_state : None, int, numpy Generator or RandomState, default=None
+        Seed for reproducible output.
 
     Returns
     -------
-    X : DataFrame with one column, "time"
-    y : Series, named "y"
-    groups : Series, named "subject": integers 0, ..., n_subjects - 1
+    X : DataFrame of shape (n_samples, 1)
+        One column, "time".
+    y : Series of shape (n_samples,)
+        The response, named "y".
+    groups : Series of shape (n_samples,)
+        The subject of each row, integers 0, ..., n_subjects - 1, named "subject".
     params : dict
         Only with ``return_params=True``: ``"intercept"``, ``"slope"``,
         ``"covariance"`` (2, 2), ``"residual_variance"`` and ``"random_effects"``
         (n_subjects, 2).
+
+    See Also
+    --------
+    skhlm.LinearMixedRegressor : Fits ``y ~ time + (1 + time | subject)``.
+    make_multilevel_regression : Random intercepts only.
 
     Examples
     --------

@@ -179,7 +179,8 @@ def plot_random_effects(model, *, level=0.95, ax=None, max_labels=40):
 
     Returns
     -------
-    ax : matplotlib Axes, or an array of them (one per effect) with random slopes
+    ax : matplotlib Axes, or ndarray of Axes of shape (q,)
+        The drawing: one Axes, or with random slopes one per effect (q of them).
 
     Raises
     ------
@@ -190,6 +191,11 @@ def plot_random_effects(model, *, level=0.95, ax=None, max_labels=40):
     ValueError
         If the model was fitted without groups, or ``level`` or ``max_labels`` is
         out of range.
+
+    See Also
+    --------
+    plot_shrinkage : How far each group's intercept is pulled toward 0.
+    skhlm.RandomInterceptRegressor.summary : Its ``group_intercepts``, the same intervals.
 
     Examples
     --------
@@ -303,6 +309,7 @@ def plot_shrinkage(model, X, y, groups=None, *, ax=None):
     Returns
     -------
     ax : matplotlib Axes
+        The drawing: a point per group seen among the rows.
 
     Raises
     ------
@@ -313,6 +320,10 @@ def plot_shrinkage(model, X, y, groups=None, *, ax=None):
     ValueError
         If the model was fitted without groups, if no groups are given, or if X is
         not what the model was fitted to (other columns, as in ``predict``).
+
+    See Also
+    --------
+    plot_random_effects : Each group's intercept with its interval.
 
     Examples
     --------

@@ -45,6 +45,11 @@ def compare(*models, refit=False, names=None):
         effects: the p-value under the 50:50 mixture of chi2(Df - 1) and chi2(Df)
         (Stram & Lee 1994), the right null for a variance on the boundary.
 
+    See Also
+    --------
+    RandomInterceptRegressor.summary : Its ``group_variance_test``, of s2u = 0.
+    lmer : Nested models from formulas, which compare takes too.
+
     Notes
     -----
     ``p_value`` is the naive chi2 one, as lme4's; ``p_boundary`` the mixture's.
