@@ -1,5 +1,6 @@
 """Every example runs, within its time budget, and says what it should."""
 
+import ast
 import os
 import re
 import subprocess
@@ -27,6 +28,21 @@ def run(name, *args):
 
 def number(pattern, text):
     return float(re.search(pattern, text).group(1))
+
+
+@pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.py")), ids=lambda path: path.name)
+def test_examples_are_gallery_scripts(path):
+    """sphinx-gallery's layout: a docstring that opens with an RST title, then
+    top-level ``# %%`` cells, each opening with RST text; no main()."""
+    source = path.read_text()
+    tree = ast.parse(source)
+    title, underline = ast.get_docstring(tree).splitlines()[:2]
+    assert underline == "=" * len(title)
+    lines = source.splitlines()
+    cells = [i for i, line in enumerate(lines) if line == "# %%"]
+    assert len(cells) >= 2
+    assert all(lines[i + 1].startswith("# ") for i in cells)
+    assert "main" not in {node.name for node in tree.body if isinstance(node, ast.FunctionDef)}
 
 
 def test_quickstart():
@@ -98,6 +114,7 @@ def test_icc_and_design_effect():
 def test_mixed_effects_example_beats_boosting_on_seen_groups(tmp_path):
     out = run("plot_mixed_effects.py", tmp_path)
     assert (tmp_path / "mixed_effects.png").stat().st_size > 10_000
+    assert f"Saved {tmp_path / 'mixed_effects.png'}" in out
     rmse = {name: (float(seen), float(new)) for name, seen, new in re.findall(
         r"^(boosting alone|boosting \+ group feature|MixedEffectsRegressor)\s+([\d.]+)\s+([\d.]+)$", out, re.M)}
     assert len(rmse) == 3
@@ -107,12 +124,12 @@ def test_mixed_effects_example_beats_boosting_on_seen_groups(tmp_path):
     assert s2e == pytest.approx(4.0, rel=0.1)
 
 
-
 def test_random_slopes_example_tests_the_slope_and_draws_the_lines(tmp_path):
     from scipy import stats
 
     out = run("plot_random_slopes.py", tmp_path)
     assert (tmp_path / "random_slopes.png").stat().st_size > 20_000
+    assert f"Saved {tmp_path / 'random_slopes.png'}" in out
     assert "Formula: y ~ time + (1 + time | subject)" in out
     chisq = number(r"LRT of the random slope: chi2 = ([\d.]+) on 2 df", out)
     p_boundary = number(r"on 2 df, p = ([\d.e+-]+) \(50:50 mixture", out)
