@@ -166,9 +166,9 @@ class GroupedRegressorMixin:
         _checks.warn(
             f"{estimator_name}.predict got no groups, so it returned population-level "
             "predictions (x'beta), without the group intercepts the model was fitted "
-            "with. Pass predict(X, groups=labels). cross_val_predict, cross_val_score "
-            "and scikit-learn's scorers pass no groups to predict, even with metadata "
-            "routing: set group_column so that the labels travel in X. For "
+            "with. Pass predict(X, groups=labels). cross_val_predict and scikit-learn's "
+            "scorers (scoring='r2' and the like) pass no groups to predict, even with "
+            "metadata routing: set group_column so that the labels travel in X. For "
             "population-level predictions on purpose, pass population=True (lme4's "
             "re.form = NA)."
         )

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from . import _checks
-from ._formula_terms import SUPPORTED, lme4_name, parse
+from ._formula_terms import SUPPORTED, formula_error, lme4_name, parse
 from ._intercept import RandomInterceptRegressor
 from ._slopes import LinearMixedRegressor
 
@@ -54,8 +54,7 @@ def _as_frame(data, who):
 
 def fixed_design(matrix):
     """(X, fit_intercept) of formulaic's model matrix: X a float DataFrame without the
-    intercept column (the estimators fit their own), its columns named as lme4
-    names them."""
+    intercept column (the estimators fit their own), its columns named as lme4's."""
     names = [str(n) for n in matrix.columns]
     keep = [k for k, n in enumerate(names) if n != _INTERCEPT]
     columns = [lme4_name(names[k]) for k in keep]
@@ -192,7 +191,11 @@ def lmer(formula, data, *, REML=True, weights=None, **estimator_params):
     if w is not None:
         complete &= w.notna().to_numpy()
     rows = rows[complete]
-    matrices = formulaic.model_matrix(f"{parsed.response} ~ {parsed.fixed}", rows)
+    try:
+        matrices = formulaic.model_matrix(f"{parsed.response} ~ {parsed.fixed}", rows)
+    except Exception as error:
+        formula_error(error, formula, rows.columns)  # a ValueError if formulaic's
+        raise
     lhs, rhs = matrices.lhs, matrices.rhs
     if lhs.shape[1] != 1 or not pd.api.types.is_numeric_dtype(lhs.iloc[:, 0]):
         raise ValueError(

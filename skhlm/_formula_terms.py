@@ -277,3 +277,33 @@ def _factor_name(part):
     if level.startswith("T."):
         level = level[2:]
     return factor + level
+
+
+# R's spellings that formulaic does not know, and what to write instead.
+_R_HINTS = {
+    "factor(": "R's factor(x) is C(x) here",
+    "offset(": "offsets are not supported: subtract the offset from the response",
+    "as.numeric(": "R's as.numeric(x) is x here, or I(x * 1.0)",
+}
+
+
+def formula_error(error, formula, columns):
+    """Raise a ValueError for formulaic's ``error`` on ``formula``; return if it is
+    not formulaic's.  The message names the formula and the data's columns, and says
+    what to write instead of an R function formulaic does not know.
+
+    Examples
+    --------
+    >>> class FactorEvaluationError(Exception):
+    ...     __module__ = "formulaic.errors"
+    >>> formula_error(FactorEvaluationError("no factor"), "y ~ factor(a)", ["y", "a"])
+    Traceback (most recent call last):
+    ValueError: formulaic cannot evaluate 'y ~ factor(a)' on the data (columns: ['y', 'a']): no factor. R's factor(x) is C(x) here.
+    >>> formula_error(KeyError("a"), "y ~ a", ["y"]) is None
+    True
+    """
+    if not type(error).__module__.startswith("formulaic"):
+        return
+    hints = [hint for call, hint in _R_HINTS.items() if call in formula.replace(" ", "")]
+    message = f"formulaic cannot evaluate {formula!r} on the data (columns: {list(columns)}): {error}"
+    raise ValueError(". ".join([message.rstrip("."), *hints]) + ".") from error

@@ -11,7 +11,7 @@ from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.utils.validation import check_is_fitted
 
 from ._formula import _INTERCEPT, _as_frame, _formulaic, encode
-from ._formula_terms import split_top
+from ._formula_terms import formula_error, split_top
 
 
 def _fixed_formula(formula):
@@ -141,11 +141,7 @@ class FormulaTransformer(TransformerMixin, BaseEstimator):
             # Rows with a missing value stay (and make encode's ValueError below).
             matrix = _formulaic().model_matrix(rhs, data, na_action="ignore")
         except Exception as error:
-            if type(error).__module__.startswith("formulaic"):
-                raise ValueError(
-                    f"formulaic cannot evaluate {self.formula!r} on the data (columns: "
-                    f"{list(data.columns)}): {error}"
-                ) from error
+            formula_error(error, self.formula, data.columns)  # a ValueError if formulaic's
             raise
         if _INTERCEPT not in matrix.columns:
             raise ValueError(

@@ -84,7 +84,9 @@ def prepare(estimator, X, y, groups, sample_weight=None, *, reset=True, chunk=Fa
         "effects and the fit is ordinary least squares (s2u = 0). Pass "
         "fit(X, y, groups=labels), or name the column of X that holds them with "
         "group_column; inside a Pipeline or model selection tool, enable "
-        "metadata routing and pass params={'groups': labels}.",
+        "metadata routing and pass params={'groups': labels} (without routing, "
+        "GridSearchCV.fit(X, y, groups=labels) gives the groups to the splitter "
+        "only).",
         count=not chunk,
     )
     weights = _checks.sample_weights(sample_weight, n_samples)

@@ -79,7 +79,8 @@ def fit_parquet(model, paths, *, target, columns, group=None, weight=None, batch
     """
     if not hasattr(model, "_add_chunk"):
         raise TypeError(
-            f"fit_parquet fits RandomInterceptRegressor; got {type(model).__name__}."
+            "fit_parquet fits RandomInterceptRegressor and LinearMixedRegressor; got "
+            f"{type(model).__name__}."
         )
     if isinstance(batch_rows, bool) or not isinstance(batch_rows, (int, np.integer)) or batch_rows < 1:
         raise ValueError(f"batch_rows must be a positive integer, got {batch_rows!r}.")

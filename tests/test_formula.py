@@ -2,6 +2,7 @@
 
 import json
 import pickle
+import re
 import sys
 import warnings
 from pathlib import Path
@@ -11,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from skhlm import LinearMixedRegressor, LmerModel, RandomInterceptRegressor, compare, lmer
+from skhlm import FormulaTransformer, LinearMixedRegressor, LmerModel, RandomInterceptRegressor, compare, lmer
 from skhlm._formula_terms import lme4_name, parse
 from lme4_reference import fit_keys, reference
 
@@ -492,3 +493,22 @@ def test_lmer_weights_errors_say_what_to_pass():
         lmer("y ~ x1 + (1 | g)", d.assign(w="a"), weights="w")
     with pytest.raises(ValueError, match="negative value"):
         lmer("y ~ x1 + (1 | g)", d.assign(w=-d["w"]), weights="w")
+
+
+@pytest.mark.parametrize("formula, hint", [
+    ("y ~ factor(desk) + (1 | g)", "R's factor(x) is C(x) here"),
+    ("y ~ escs + offset(stratio) + (1 | g)", "offsets are not supported"),
+    ("y ~ nothere + (1 | g)", "nothere"),
+])
+def test_a_fixed_part_formulaic_cannot_evaluate_is_a_value_error_naming_it(formula, hint):
+    data = pd.read_csv(DATA / "lme4" / "pisa.csv")
+    with pytest.raises(ValueError, match=re.escape(f"formulaic cannot evaluate {formula!r}")) as raised:
+        lmer(formula, data)
+    assert hint in str(raised.value) and "'stratio'" in str(raised.value)  # the columns
+    assert type(raised.value.__cause__).__module__.startswith("formulaic")
+
+
+def test_the_transformer_says_the_same_of_r_spellings():
+    data = pd.read_csv(DATA / "lme4" / "pisa.csv")
+    with pytest.raises(ValueError, match=r"R's factor\(x\) is C\(x\) here"):
+        FormulaTransformer("~ factor(desk)").fit(data)

@@ -208,12 +208,27 @@ def test_cross_val_score_warns_when_its_scorer_drops_the_groups(data):
     X, y, groups = data
     cv = KFold(4, shuffle=True, random_state=0)
     with sklearn.config_context(enable_metadata_routing=True):
-        with pytest.warns(UserWarning, match="predict got no groups"):
+        with pytest.warns(UserWarning, match="predict got no groups") as caught:
             dropped = cross_val_score(RandomInterceptRegressor(), X, y, cv=cv, params={"groups": groups}, scoring="r2")
         routed = quiet(cross_val_score, RandomInterceptRegressor(), X, y, cv=cv, params={"groups": groups})
     column = quiet(cross_val_score, RandomInterceptRegressor(group_column="g"), X.assign(g=groups), y, cv=cv, scoring="r2")
     np.testing.assert_allclose(column, routed, rtol=1e-12)
     assert column.mean() > dropped.mean() + 0.03  # 0.85 against 0.80 on these data
+    # The warning names the tools that drop the groups, and not cross_val_score,
+    # whose default scoring (the estimator's score) gets them.
+    said = str(caught[0].message)
+    assert "cross_val_predict and scikit-learn's scorers (scoring='r2'" in said
+    assert "cross_val_score" not in said
+
+
+def test_grid_search_without_routing_warns_that_its_groups_went_to_the_splitter(data):
+    from sklearn.model_selection import GridSearchCV, GroupKFold
+
+    X, y, groups = data
+    search = GridSearchCV(RandomInterceptRegressor(), {"method": ["reml"]}, cv=GroupKFold(3))
+    with pytest.warns(UserWarning, match=r"GridSearchCV.fit\(X, y, groups=labels\) gives the groups to the splitter only"):
+        search.fit(X, y, groups=groups)
+    assert search.best_estimator_.variance_components_["group"] == 0.0  # fitted as OLS
 
 
 # -- group labels: shapes, mixed types and the messages in full --

@@ -290,6 +290,10 @@ def test_fit_parquet_errors_name_the_file_and_leave_the_model(tmp_path):
     with pytest.raises(ValueError, match="No such file"):
         fit_parquet(model, tmp_path / "missing.parquet", target="y", columns=["a"])
     assert state(model) == before
+    from skhlm import MixedEffectsRegressor
+
+    with pytest.raises(TypeError, match="fits RandomInterceptRegressor and LinearMixedRegressor; got MixedEffectsRegressor"):
+        fit_parquet(MixedEffectsRegressor(), tmp_path / "good.parquet", target="y", columns=["a"])
 
 
 def test_fit_parquet_progress_bar(tmp_path, capsys):
