@@ -24,6 +24,8 @@ extensions = [
     "source_links",
 ]
 templates_path = ["_templates"]
+# The page tables of contents show "fit()", not "RandomInterceptRegressor.fit()".
+toc_object_entries_show_parents = "hide"
 exclude_patterns = ["_build", "README.md", "auto_examples/*.ipynb", "auto_examples/*.py"]
 autosummary_generate = True
 numpydoc_show_class_members = False
