@@ -7,6 +7,7 @@ which Sphinx's ``viewcode`` shows only for modules of documented objects.  A pat
 that is not a file of the repository is a warning, so ``sphinx -W`` fails on it.
 """
 
+import html
 from pathlib import Path
 
 from docutils import nodes
@@ -47,6 +48,11 @@ def _purge(app, env, docname):
         pages.discard(docname)
 
 
+def _title(app, docname):
+    title = app.env.titles.get(docname)
+    return html.escape(title.astext() if title is not None else docname)
+
+
 def _pages(app):
     highlighter = app.builder.highlighter
     for path, pages in sorted(app.env.domaindata.get("source_links", {}).items()):
@@ -56,11 +62,11 @@ def _pages(app):
         language = "python" if path.endswith(".py") else "none"
         body = highlighter.highlight_block(code, language, linenos=True)
         back = ", ".join(
-            f'<a href="{"../" * (path.count("/") + 1)}{page}.html">{page}</a>'
+            f'<a href="{"../" * (path.count("/") + 1)}{page}.html">{_title(app, page)}</a>'
             for page in sorted(pages)
         )
-        html = f"<h1><code>{path}</code></h1><p>Described in: {back}.</p>{body}"
-        yield f"_source/{path}", {"title": path, "body": html}, "page.html"
+        page_html = f"<h1><code>{path}</code></h1><p>Described in: {back}.</p>{body}"
+        yield f"_source/{path}", {"title": path, "body": page_html}, "page.html"
 
 
 def setup(app):
