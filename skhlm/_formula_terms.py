@@ -305,5 +305,6 @@ def formula_error(error, formula, columns):
     if not type(error).__module__.startswith("formulaic"):
         return
     hints = [hint for call, hint in _R_HINTS.items() if call in formula.replace(" ", "")]
-    message = f"formulaic cannot evaluate {formula!r} on the data (columns: {list(columns)}): {error}"
+    said = re.sub(r"\x1b\[[0-9;]*m", "", str(error))  # formulaic colours its messages
+    message = f"formulaic cannot evaluate {formula!r} on the data (columns: {list(columns)}): {said}"
     raise ValueError(". ".join([message.rstrip("."), *hints]) + ".") from error

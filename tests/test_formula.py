@@ -497,6 +497,7 @@ def test_lmer_weights_errors_say_what_to_pass():
 
 @pytest.mark.parametrize("formula, hint", [
     ("y ~ factor(desk) + (1 | g)", "R's factor(x) is C(x) here"),
+    ("y ~ factor (desk) + (1 | g)", "R's factor(x) is C(x) here"),
     ("y ~ escs + offset(stratio) + (1 | g)", "offsets are not supported"),
     ("y ~ nothere + (1 | g)", "nothere"),
 ])
@@ -506,6 +507,7 @@ def test_a_fixed_part_formulaic_cannot_evaluate_is_a_value_error_naming_it(formu
         lmer(formula, data)
     assert hint in str(raised.value) and "'stratio'" in str(raised.value)  # the columns
     assert type(raised.value.__cause__).__module__.startswith("formulaic")
+    assert "\x1b" not in str(raised.value)  # formulaic's terminal colours are gone
 
 
 def test_the_transformer_says_the_same_of_r_spellings():
