@@ -70,10 +70,11 @@ n_params, singular, converged, n_iter, residual_quantiles, _fit : object
     residual_quantiles : ndarray of shape (5,) or None
         Min, Q1, median, Q3, max of the scaled conditional residuals; None when
         the fit did not compute them.
-    confint : DataFrame
+    confint : DataFrame of shape (n_variance_parameters + 1, 2)
         Profile-likelihood intervals (columns ``lower``, ``upper``) of the standard
-        deviations, correlations and sigma, as lme4's ``confint(method="profile")``:
-        computed on first access (seconds on small data), then kept.
+        deviations, correlations (none when diagonal) and sigma, as lme4's
+        ``confint(method="profile")``: computed on first access (seconds on small
+        data), then kept.
 
     See Also
     --------

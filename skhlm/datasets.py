@@ -293,7 +293,7 @@ def make_pisa_like(n_schools=164, *, random_state=2018, return_params=False):
 
     Returns
     -------
-    frame : DataFrame
+    frame : DataFrame of shape (n_students, 5)
         One row per student with columns ``school`` (labels "S001", ...),
         ``math`` (score), ``desk`` (1 if the student has a desk to study at home,
         else 0), ``escs`` (economic, social and cultural status) and ``stratio``
