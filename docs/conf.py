@@ -28,6 +28,13 @@ templates_path = ["_templates"]
 toc_object_entries_show_parents = "hide"
 exclude_patterns = ["_build", "README.md", "auto_examples/*.ipynb", "auto_examples/*.py"]
 autosummary_generate = True
+# A reference that resolves nowhere is a warning (with -W, an error): broken links
+# to skhlm's own objects fail the build. Other projects' names stay plain text,
+# since intersphinx would need their inventories from the network at build time.
+nitpicky = True
+nitpick_ignore_regex = [
+    (r"py:.*", r"(sklearn|pandas|numpy|scipy|dask|distributed|formulaic|matplotlib|pyarrow)(\..*)?"),
+]
 numpydoc_show_class_members = False
 numpydoc_class_members_toctree = False
 
