@@ -576,6 +576,8 @@ def assert_same_fit(a, b, tol=1e-10):
     np.testing.assert_allclose(sa.fixed_effects["std_error"], sb.fixed_effects["std_error"], rtol=tol)
     np.testing.assert_allclose(sa.fixed_effects["df"], sb.fixed_effects["df"], rtol=1e-8)
     assert sa.n_obs == sb.n_obs and sa.n_groups == sb.n_groups
+    # The scaled (Pearson) residuals are those of the rows of positive weight.
+    np.testing.assert_allclose(sa.residual_quantiles, sb.residual_quantiles, rtol=tol, atol=1e-12)
 
 
 @pytest.mark.parametrize("method", ["reml", "ml"])
