@@ -15,7 +15,7 @@ from ._incremental import IncrementalFitMixin
 from ._blas import blas_threads, small_matrix_blas
 from ._summary import summarize
 from .data.accumulator import NonFiniteStatistics, StatsAccumulator, TinyValues
-from .data.groups import GroupCoding, subset_coding
+from .data.groups import GroupCoding
 from .engine import result as fit_result
 from .engine.em import Limits
 from .inference.residuals import scaled_residual_quantiles
@@ -33,7 +33,7 @@ class PreparedData:
     grouped: bool
     names: fit_result.ModelNames
     feature_names: object  # feature_names_in_, or None
-    weights: np.ndarray = None  # (n,) precision weights > 0, or None
+    weights: np.ndarray = None  # (n,) precision weights >= 0, or None
 
 
 def prepare(estimator, X, y, groups, sample_weight=None, *, reset=True, chunk=False):
@@ -41,9 +41,11 @@ def prepare(estimator, X, y, groups, sample_weight=None, *, reset=True, chunk=Fa
     ``feature_names_in_``): numeric X, finite y, the groups' coding, the weights.
     Warns, as lme4 would not fit, when there are no groups, and for a binary y.
 
-    Rows of zero weight are dropped here (a copy of the rest): a zero precision
-    weight is an infinite variance, so the row says nothing.  (lme4 keeps such rows
-    and adds log 0 to its log-likelihood, which is then -Inf.)
+    Rows of zero weight stay, with no copy: a zero precision weight is an infinite
+    variance, so the row adds nothing to the sums, is not counted, and a group of
+    only such rows is not fitted (skhlm.data.accumulator and finalize drop it, as
+    for Dask's partitions).  (lme4 keeps such rows and adds log 0 to its
+    log-likelihood, which is then -Inf.)
 
     A ``chunk`` of partial_fit is not refused for its number of groups (the chunks
     together count); ``reset=False`` (a later chunk) checks X against the features
@@ -90,10 +92,6 @@ def prepare(estimator, X, y, groups, sample_weight=None, *, reset=True, chunk=Fa
         count=not chunk,
     )
     weights = _checks.sample_weights(sample_weight, n_samples)
-    if weights is not None and not weights.all():
-        rows = weights > 0
-        X, y, weights = X[rows], y[rows], weights[rows]
-        coding = subset_coding(coding, rows)
     printed = feature_names if feature_names is not None else [f"x{k}" for k in range(X.shape[1])]
     names = fit_result.ModelNames(response, group_name, tuple(str(n) for n in printed))
     return PreparedData(X, y, coding, groups is not None, names, feature_names, weights)

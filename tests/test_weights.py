@@ -593,6 +593,15 @@ def test_a_zero_weight_is_the_row_dropped(method):
         np.testing.assert_allclose(a.predict(d[["x1"]], groups=d["g"]), b.predict(d[["x1"]], groups=d["g"]), rtol=1e-10)
 
 
+def test_zero_weights_are_dropped_without_a_copy_of_x():
+    from skhlm._intercept import prepare
+
+    d = data("zero_weight")
+    X = d[["x1"]].to_numpy()
+    prepared = prepare(RandomInterceptRegressor(), X, d["y"], d["g"], d["w"])
+    assert np.shares_memory(prepared.X, X) and prepared.X.shape == X.shape
+
+
 @pytest.mark.parametrize("slopes", [False, True])
 def test_a_group_of_zero_weights_is_gone_as_if_dropped(slopes):
     d = data("slopes_weights")

@@ -74,14 +74,6 @@ class GroupCoding:
         )
 
 
-def subset_coding(coding, rows):
-    """The :class:`GroupCoding` of a subset of the rows (a boolean mask), with the
-    labels in the same order; groups left with no rows are gone."""
-    label_numbers = coding.level[coding.codes[rows]]
-    sub = encode_groups(label_numbers, label_numbers.shape[0])
-    return GroupCoding(sub.codes, sub.sizes, sub.level, coding.levels[sub.levels])
-
-
 def encode_groups(groups, n_samples):
     """The :class:`GroupCoding` of the rows' labels.
 

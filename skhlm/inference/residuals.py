@@ -19,11 +19,9 @@ def scaled_residual_quantiles(X, y, coding, result, weights=None):
     resid = np.asarray(X @ coef, dtype=np.float64)
     resid += intercept
     if result.grouped:
-        resid += result.random_effects[0][coding.level][coding.codes]
+        resid += _by_coding_label(result.random_effects[0], coding, weights)[coding.level][coding.codes]
     np.subtract(y, resid, out=resid)
-    if weights is not None:
-        resid *= np.sqrt(weights)
-    return quartiles(resid) / np.sqrt(s2e)
+    return quartiles(_pearson(resid, weights)) / np.sqrt(s2e)
 
 
 # Rows per block of the random slopes' residuals.
@@ -37,6 +35,7 @@ def slope_residual_quantiles(X, y, coding, coef, intercept, effects, slope_colum
     if s2e == 0:
         return np.zeros(5)
     resid = np.empty(X.shape[0])
+    effects = _by_coding_label(effects, coding, weights)
     for start in range(0, X.shape[0], _SLOPE_BLOCK):
         rows = slice(start, start + _SLOPE_BLOCK)
         x, b = X[rows], effects.take(coding.level.take(coding.codes[rows]), axis=0)
@@ -46,9 +45,32 @@ def slope_residual_quantiles(X, y, coding, coef, intercept, effects, slope_colum
             mean += x[:, column] * b[:, k]
         np.subtract(y[rows], mean, out=resid[rows])
         resid[rows] -= intercept
-    if weights is not None:
-        resid *= np.sqrt(weights)
-    return quartiles(resid) / np.sqrt(s2e)
+    return quartiles(_pearson(resid, weights)) / np.sqrt(s2e)
+
+
+def _pearson(resid, weights):
+    """lme4's Pearson residuals sqrt(w) r, of the rows of positive weight: a row of
+    weight 0 is dropped from the fit, so from its residuals too."""
+    if weights is None:
+        return resid
+    if not weights.all():
+        resid, weights = resid[weights > 0], weights[weights > 0]
+    resid *= np.sqrt(weights)
+    return resid
+
+
+def _by_coding_label(effects, coding, weights):
+    """The fit's per-group rows (in the order of its labels) aligned with the labels of
+    the rows' ``coding``.  They differ when a group's rows all weigh 0: the fit has no
+    such group; its rows get zeros here, and _pearson drops them."""
+    if effects.shape[0] == coding.levels.shape[0]:
+        return effects
+    weighed = np.bincount(coding.codes, weights=weights, minlength=coding.n_groups) > 0
+    kept = np.zeros(coding.levels.shape[0], dtype=bool)
+    kept[coding.level[weighed]] = True
+    aligned = np.zeros((kept.shape[0],) + effects.shape[1:])
+    aligned[kept] = effects
+    return aligned
 
 
 def quartiles(values):
