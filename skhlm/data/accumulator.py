@@ -191,6 +191,32 @@ def _sorted_levels(levels):
         return False
 
 
+def _union(levels, index, other):
+    """The labels ``levels`` (whose pd.Index is ``index``) then those of ``other`` not
+    among them, where each of ``other`` is in that union, and how many are new.
+    Labels of different dtypes are kept apart, as pd.Index keeps 1 and "1" apart."""
+    where = index.get_indexer(other)
+    new = where < 0
+    n_new = int(new.sum())
+    where[new] = levels.shape[0] + np.arange(n_new)
+    if levels.dtype == other.dtype:
+        return np.concatenate([levels, other[new]]), where, n_new
+    return np.concatenate([levels.astype(object), other[new].astype(object)]), where, n_new
+
+
+def _grown(values, n_new):
+    """``values`` with ``n_new`` rows of zeros after its own (a new array)."""
+    return np.concatenate([values, np.zeros((n_new,) + values.shape[1:], dtype=values.dtype)])
+
+
+def _add_by_label(targets, where, sources):
+    """Add each of the (sizes, gx, gy, gz) ``sources`` into its target's rows ``where``,
+    in place (gz may be None on both sides)."""
+    for target, source in zip(targets, sources):
+        if source is not None:
+            target[where] += source
+
+
 def _merged(a, b, fit_intercept):
     """The sums of two chunks together, by label: about their combined mean with an
     intercept (both move to it), about 0 without one."""
@@ -200,29 +226,11 @@ def _merged(a, b, fit_intercept):
         y_ref = float((a.weight * a.y_ref + a.gy.sum() + b.weight * b.y_ref + b.gy.sum()) / n)
         a, b = a.moved_to(x_ref, y_ref), b.moved_to(x_ref, y_ref)
     # The union of the labels: a's, then b's new ones; sorted when both were.
-    where = pd.Index(a.levels).get_indexer(b.levels)
-    new = where < 0
-    n_old = a.levels.shape[0]
-    where[new] = n_old + np.arange(int(new.sum()))
-    if a.levels.dtype == b.levels.dtype:
-        levels = np.concatenate([a.levels, b.levels[new]])
-    else:  # e.g. int and str labels: kept apart, as pd.Index keeps 1 and "1" apart
-        levels = np.concatenate([a.levels.astype(object), b.levels[new].astype(object)])
-    size_a, gx_a, gy_a, gz_a = a.by_label()
-    size_b, gx_b, gy_b, gz_b = b.by_label()
+    levels, where, n_new = _union(a.levels, pd.Index(a.levels), b.levels)
     weighted = a.weighted or b.weighted
-    sizes = np.concatenate([size_a, np.zeros(int(new.sum()), dtype=size_a.dtype)])
-    if weighted:
-        sizes = sizes.astype(np.float64)
-    gx = np.concatenate([gx_a, np.zeros((int(new.sum()), gx_a.shape[1]))])
-    gy = np.concatenate([gy_a, np.zeros(int(new.sum()))])
-    sizes[where] += size_b
-    gx[where] += gx_b
-    gy[where] += gy_b
-    gz = None
-    if gz_a is not None:
-        gz = np.concatenate([gz_a, np.zeros((int(new.sum()),) + gz_a.shape[1:])])
-        gz[where] += gz_b
+    size_a, gx, gy, gz = (None if v is None else _grown(v, n_new) for v in a.by_label())
+    sizes = size_a.astype(np.float64) if weighted else size_a
+    _add_by_label((sizes, gx, gy, gz), where, b.by_label())
     if _sorted_levels(a.levels) and _sorted_levels(b.levels):
         try:
             order = np.argsort(levels)  # unique labels: any sort will do
@@ -320,26 +328,16 @@ class StatsAccumulator:
             sums = replace(sums, sizes=sizes, gx=gx, gy=gy, gz=gz, level=np.arange(sizes.shape[0]), by_size=False)
             self._index = pd.Index(sums.levels)
             self._sortable = _sorted_levels(sums.levels)
-        where = self._index.get_indexer(chunk.levels)
-        new = where < 0
-        if new.any():
-            n_new, n_old = int(new.sum()), sums.levels.shape[0]
-            where[new] = n_old + np.arange(n_new)
-            grow = lambda a: np.concatenate([a, np.zeros((n_new,) + a.shape[1:], dtype=a.dtype)])  # noqa: E731
-            levels = np.concatenate([sums.levels, chunk.levels[new]]) if sums.levels.dtype == chunk.levels.dtype else np.concatenate([sums.levels.astype(object), chunk.levels[new].astype(object)])
+        levels, where, n_new = _union(sums.levels, self._index, chunk.levels)
+        if n_new:
             sums = replace(
-                sums, sizes=grow(sums.sizes), gx=grow(sums.gx), gy=grow(sums.gy),
-                gz=None if sums.gz is None else grow(sums.gz), levels=levels, level=np.arange(levels.shape[0]),
+                sums, sizes=_grown(sums.sizes, n_new), gx=_grown(sums.gx, n_new), gy=_grown(sums.gy, n_new),
+                gz=None if sums.gz is None else _grown(sums.gz, n_new), levels=levels, level=np.arange(levels.shape[0]),
             )
             self._index = pd.Index(levels)
         self._sortable = self._sortable and _sorted_levels(chunk.levels)
-        size_c, gx_c, gy_c, gz_c = chunk.by_label()
         sizes = sums.sizes.astype(np.float64) if chunk.weighted and sums.sizes.dtype.kind == "i" else sums.sizes
-        sizes[where] += size_c
-        sums.gx[where] += gx_c
-        sums.gy[where] += gy_c
-        if gz_c is not None:
-            sums.gz[where] += gz_c
+        _add_by_label((sizes, sums.gx, sums.gy, sums.gz), where, chunk.by_label())
         self._sums = replace(
             sums, n=sums.n + chunk.n, weight=sums.weight + chunk.weight, weighted=sums.weighted or chunk.weighted,
             log_weights=sums.log_weights + chunk.log_weights, xtx=sums.xtx + chunk.xtx, xty=sums.xty + chunk.xty,
