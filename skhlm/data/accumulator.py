@@ -306,18 +306,19 @@ class StatsAccumulator:
         are at most a factor 2 of rounding), instead of merging into new ones.  For a
         stream of many chunks: the sums before the call are then not kept.
         """
-        sums = self._sums
+        sums, own = self._sums, None
         if in_place and sums is not None and sums.xtx.shape[0] == X.shape[1]:
-            x_ref, y_ref = _reference_point(X, y, weights, self.fit_intercept)
+            own = _reference_point(X, y, weights, self.fit_intercept)
             spread = np.sqrt(np.diag(sums.xtx) / sums.weight)
-            near = np.all(np.abs(x_ref - sums.x_ref) <= spread)
-            near = near and abs(y_ref - sums.y_ref) <= np.sqrt(sums.yty / sums.weight)
+            near = np.all(np.abs(own[0] - sums.x_ref) <= spread)
+            near = near and abs(own[1] - sums.y_ref) <= np.sqrt(sums.yty / sums.weight)
             if near:
                 offset = (sums.x_ref, sums.y_ref)
                 chunk = _chunk_sums(X, y, coding, self.fit_intercept, weights, self.slopes, offset)
                 self._add_in_place(chunk)
                 return
-        self._combine(_chunk_sums(X, y, coding, self.fit_intercept, weights, self.slopes))
+        # Centered at its own point (``own``, when computed above: not twice).
+        self._combine(_chunk_sums(X, y, coding, self.fit_intercept, weights, self.slopes, own))
 
     def _add_in_place(self, chunk):
         """Add a chunk's sums, about the same point, into arrays by label that this
